@@ -1,0 +1,446 @@
+//! A small, platform-free model of HTTP requests and responses, and the parsers the
+//! routes need (cookies, forms, queries, redirect targets). The worker converts to and
+//! from these at its edge; everything else is plain Rust that `cargo test` reaches.
+
+/// The largest form body accepted, in bytes.
+pub const MAX_FORM_BYTES: usize = 8 * 1024;
+/// The longest single form field accepted, in bytes.
+pub const MAX_FIELD_BYTES: usize = 2 * 1024;
+
+/// HTTP methods the site distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD (answered like GET)
+    Head,
+    /// POST
+    Post,
+    /// Anything else.
+    Other,
+}
+
+impl Method {
+    /// From the method name.
+    pub fn parse(s: &str) -> Self {
+        match s.to_ascii_uppercase().as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// An incoming request, reduced to what the site's routes read.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The host name (no port).
+    pub host: String,
+    /// The path, percent-encoded as received.
+    pub path: String,
+    /// The raw query string without `?`, if any.
+    pub query: Option<String>,
+    /// Headers with lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// The body (empty for GET).
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A request with no headers and no body (used by tests and the worker alike).
+    pub fn new(method: Method, url_path_and_query: &str) -> Self {
+        let (path, query) = match url_path_and_query.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (url_path_and_query.to_owned(), None),
+        };
+        Request {
+            method,
+            scheme: "https".into(),
+            host: "localhost".into(),
+            path,
+            query,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The first header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of the named cookie, if the `Cookie` header carries it.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.trim().trim_matches('"'))
+    }
+
+    /// A query parameter, percent-decoded; `None` when absent or undecodable.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.query.as_deref()?;
+        parse_urlencoded(query.as_bytes(), usize::MAX)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// True when this is plain-http local development (loopback host over http): only
+    /// then are cookies issued without `Secure` and the `__Host-` prefix. Production
+    /// requests never come from a loopback host, so this cannot switch on there.
+    pub fn is_local_http(&self) -> bool {
+        self.scheme == "http" && is_loopback_host(&self.host)
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What the worker should send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, in order; `set-cookie` may repeat.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Body,
+}
+
+/// A response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Nothing.
+    Empty,
+    /// HTML text.
+    Html(String),
+    /// Plain text.
+    Text(String),
+    /// Serve this static asset (a path of the assets directory) with this response's
+    /// status and extra headers.
+    Asset(String),
+}
+
+impl Response {
+    /// A response with a body and no headers yet.
+    pub fn new(status: u16, body: Body) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// `303 See Other` to a same-site path.
+    pub fn see_other(location: &str) -> Self {
+        Response::new(303, Body::Empty).with_header("location", location)
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// The first header with this name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of this header.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a form body was refused; each maps to a 4xx status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    /// The body is over [`MAX_FORM_BYTES`].
+    #[error("the form is too large")]
+    TooLarge,
+    /// The content type is not `application/x-www-form-urlencoded`.
+    #[error("the form must be sent as application/x-www-form-urlencoded")]
+    UnsupportedType,
+    /// Bad percent-encoding or invalid UTF-8.
+    #[error("the form is not valid UTF-8 URL-encoded text")]
+    Malformed,
+    /// A field is over [`MAX_FIELD_BYTES`].
+    #[error("a form field is too long")]
+    FieldTooLong,
+}
+
+impl FormError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            FormError::TooLarge => 413,
+            FormError::UnsupportedType => 415,
+            FormError::Malformed | FormError::FieldTooLong => 400,
+        }
+    }
+}
+
+/// Parses an HTML form POST: checks the content type and size, then decodes it.
+pub fn parse_form(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, FormError> {
+    let essence = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "application/x-www-form-urlencoded" {
+        return Err(FormError::UnsupportedType);
+    }
+    if body.len() > MAX_FORM_BYTES {
+        return Err(FormError::TooLarge);
+    }
+    parse_urlencoded(body, MAX_FIELD_BYTES)
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (also query strings): `+` is a
+/// space, `%XX` a byte, and every name and value must be UTF-8.
+pub fn parse_urlencoded(
+    input: &[u8],
+    max_field: usize,
+) -> Result<Vec<(String, String)>, FormError> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            Ok((
+                decode_component(name, max_field)?,
+                decode_component(value, max_field)?,
+            ))
+        })
+        .collect()
+}
+
+fn decode_component(raw: &[u8], max_field: usize) -> Result<String, FormError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = raw.get(i + 1).and_then(|b| (*b as char).to_digit(16));
+                let lo = raw.get(i + 2).and_then(|b| (*b as char).to_digit(16));
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                    _ => return Err(FormError::Malformed),
+                }
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        if out.len() > max_field {
+            return Err(FormError::FieldTooLong);
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| FormError::Malformed)
+}
+
+/// Percent-encodes a value for a query string.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The value of the named field (the first one when repeated).
+pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Returns `next` when it is a safe same-site path to redirect to after login:
+/// it starts with a single `/`, has no scheme, no backslash, no control characters,
+/// and is not absurdly long. Anything else is ignored by the caller.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.len() <= 512
+        && next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+    ok.then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_accepts_only_same_site_paths() {
+        for ok in ["/me", "/me?tab=videos", "/", "/a/b#c", "/%2F%2Fevil.com"] {
+            assert_eq!(safe_next(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "me",
+            "//evil.com",
+            "///evil.com",
+            "/\\evil.com",
+            "\\\\evil.com",
+            "https://evil.com",
+            "http:/evil.com",
+            "javascript:alert(1)",
+            "/me\r\nSet-Cookie: x=1",
+            "/\tevil",
+            "/ evil",
+            "/a\\b",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+        assert_eq!(safe_next(&format!("/{}", "a".repeat(600))), None);
+    }
+
+    #[test]
+    fn forms_decode_plus_percent_and_utf8() {
+        let f = parse_form(
+            Some("application/x-www-form-urlencoded; charset=UTF-8"),
+            b"email=a%40b.ru&password=%D0%BF%D0%B0%D1%80%D0%BE%D0%BB%D1%8C+1&next=%2Fme&flag",
+        )
+        .unwrap();
+        assert_eq!(field(&f, "email"), Some("a@b.ru"));
+        assert_eq!(field(&f, "password"), Some("пароль 1"));
+        assert_eq!(field(&f, "next"), Some("/me"));
+        assert_eq!(field(&f, "flag"), Some(""));
+        assert_eq!(field(&f, "missing"), None);
+    }
+
+    #[test]
+    fn form_errors() {
+        let ct = Some("application/x-www-form-urlencoded");
+        assert_eq!(
+            parse_form(Some("application/json"), b"{}"),
+            Err(FormError::UnsupportedType)
+        );
+        assert_eq!(
+            parse_form(Some("multipart/form-data; boundary=x"), b""),
+            Err(FormError::UnsupportedType)
+        );
+        assert_eq!(parse_form(None, b"a=b"), Err(FormError::UnsupportedType));
+        assert_eq!(
+            parse_form(ct, &vec![b'a'; MAX_FORM_BYTES + 1]),
+            Err(FormError::TooLarge)
+        );
+        assert_eq!(parse_form(ct, b"a=%ZZ"), Err(FormError::Malformed));
+        assert_eq!(parse_form(ct, b"a=%F"), Err(FormError::Malformed));
+        assert_eq!(parse_form(ct, b"a=%FF%FE"), Err(FormError::Malformed));
+        assert_eq!(parse_form(ct, b"a=\xff"), Err(FormError::Malformed));
+        let long = format!("a={}", "x".repeat(MAX_FIELD_BYTES + 1));
+        assert_eq!(
+            parse_form(ct, long.as_bytes()),
+            Err(FormError::FieldTooLong)
+        );
+        assert_eq!(parse_form(ct, b""), Ok(vec![]));
+        assert_eq!(FormError::TooLarge.status(), 413);
+        assert_eq!(FormError::UnsupportedType.status(), 415);
+        assert_eq!(FormError::Malformed.status(), 400);
+    }
+
+    #[test]
+    fn form_parser_never_panics_on_arbitrary_bytes() {
+        // A cheap exhaustive sweep over short inputs built from the interesting bytes.
+        let alphabet = [b'%', b'+', b'=', b'&', b'a', b'0', b'F', 0xD0, 0xFF, 0x00];
+        let mut input = Vec::new();
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    for d in alphabet {
+                        input.clear();
+                        input.extend_from_slice(&[a, b, c, d]);
+                        let _ = parse_urlencoded(&input, 3);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut r = Request::new(Method::Get, "/me");
+        r.headers
+            .push(("cookie".into(), "a=1; __Host-session=abc.def ; b=2".into()));
+        assert_eq!(r.cookie("__Host-session"), Some("abc.def"));
+        assert_eq!(r.cookie("a"), Some("1"));
+        assert_eq!(r.cookie("session"), None);
+        r.headers.push(("cookie".into(), "garbage;;=;x".into()));
+        assert_eq!(r.cookie("b"), Some("2"));
+    }
+
+    #[test]
+    fn query_params() {
+        let r = Request::new(Method::Get, "/login?next=%2Fme%3Fa%3D1&x");
+        assert_eq!(r.query_param("next").as_deref(), Some("/me?a=1"));
+        assert_eq!(r.query_param("x").as_deref(), Some(""));
+        assert_eq!(r.query_param("y"), None);
+        assert_eq!(
+            Request::new(Method::Get, "/login?next=%ZZ").query_param("next"),
+            None
+        );
+        assert_eq!(encode_component("/me?a=1&b=ж"), "/me%3Fa%3D1%26b%3D%D0%B6");
+    }
+
+    #[test]
+    fn local_http_only_on_loopback() {
+        let mut r = Request::new(Method::Get, "/");
+        for (scheme, host, local) in [
+            ("http", "127.0.0.1", true),
+            ("http", "localhost", true),
+            ("http", "[::1]", true),
+            ("http", "127.5.5.5", true),
+            ("https", "127.0.0.1", false),
+            ("http", "course.example.com", false),
+            ("http", "10.0.0.1", false),
+            ("http", "localhost.evil.com", false),
+        ] {
+            r.scheme = scheme.into();
+            r.host = host.into();
+            assert_eq!(r.is_local_http(), local, "{scheme}://{host}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The Cloudflare Worker: turns a `worker::Request` into a [`course_core::http::Request`],
+//! lets [`course_core::app::App`] answer it over D1 ([`store::D1Store`]), and turns the
+//! answer back. All decisions live in course-core; this crate is only glue.
+
+mod store;
+
+use std::sync::OnceLock;
+
+use course_core::app::{App, Settings};
+use course_core::http::{self, Body, Method};
+use course_core::pages::Pages;
+use course_core::session::{KeyError, SessionKeys};
+use worker::{Context, Env, Headers, Request, Response, Result, console_error, event};
+
+fn pages() -> &'static Pages {
+    static PAGES: OnceLock<Pages> = OnceLock::new();
+    // The templates are compiled into the binary and covered by native tests.
+    PAGES.get_or_init(|| Pages::embedded().expect("embedded templates compile"))
+}
+
+/// A secret or plain variable as a string (`.dev.vars` values arrive as either).
+fn setting(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let method = Method::parse(req.method().as_ref());
+    let url = req.url()?;
+    let declared_length = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let body = match method {
+        Method::Post if declared_length.is_some_and(|n| n > http::MAX_FORM_BYTES) => {
+            // Refuse before reading: the core turns an oversized body into 413.
+            vec![0; http::MAX_FORM_BYTES + 1]
+        }
+        Method::Post => req.bytes().await.unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let core_req = http::Request {
+        method,
+        scheme: url.scheme().to_owned(),
+        host: url.host_str().unwrap_or("").to_owned(),
+        path: url.path().to_owned(),
+        query: url.query().map(str::to_owned),
+        headers: req
+            .headers()
+            .entries()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        body,
+    };
+
+    let keys = SessionKeys::from_secrets(
+        setting(&env, "SECRET_KEY").as_deref(),
+        setting(&env, "SECRET_KEY_PREVIOUS").as_deref(),
+    );
+    let settings = Settings::from_env(setting(&env, "SESSION_TTL_DAYS").as_deref());
+    let store = store::D1Store::new(env.d1("DB"));
+    let log = |line: &str| console_error!("{line}");
+    let app = App {
+        store: &store,
+        keys: keys.as_ref().map_err(|e: &KeyError| e),
+        settings: settings.as_ref().map_err(String::as_str),
+        pages: pages(),
+        now: (js_sys_now() / 1000.0) as i64,
+        log: &log,
+    };
+    let resp = app.handle(&core_req).await;
+    respond(resp, method, &env, &url).await
+}
+
+fn js_sys_now() -> f64 {
+    worker::Date::now().as_millis() as f64
+}
+
+async fn respond(
+    resp: http::Response,
+    method: Method,
+    env: &Env,
+    url: &worker::Url,
+) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &resp.headers {
+        headers.append(name, value)?;
+    }
+    let out = match resp.body {
+        Body::Asset(path) => {
+            let mut asset_url = url.clone();
+            asset_url.set_path(&path);
+            asset_url.set_query(None);
+            let asset = env
+                .assets("ASSETS")?
+                .fetch(asset_url.to_string(), None)
+                .await?;
+            for (name, value) in asset.headers().entries() {
+                if !headers.has(&name)? {
+                    headers.append(&name, &value)?;
+                }
+            }
+            let status = asset.status_code();
+            return Ok(asset.with_headers(headers).with_status(status));
+        }
+        Body::Empty => Response::empty()?,
+        Body::Html(_) | Body::Text(_) if method == Method::Head => Response::empty()?,
+        Body::Html(text) | Body::Text(text) => Response::from_bytes(text.into_bytes())?,
+    };
+    Ok(out.with_headers(headers).with_status(resp.status))
+}

@@ -1,0 +1,51 @@
+//! `generator`: the course site's command line. See `generator --help`.
+
+mod build;
+mod cli;
+
+use std::io::{IsTerminal as _, Read as _};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Build(args) => build::run(&args),
+        cli::Command::HashPassword => hash_password(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads one password from stdin and prints its Argon2id PHC string.
+fn hash_password() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        rpassword::prompt_password("Password: ")
+            .context("reading the password from the terminal")?
+    } else {
+        let mut raw = Vec::new();
+        stdin
+            .lock()
+            .take(course_core::password::MAX_PASSWORD_BYTES as u64 + 3)
+            .read_to_end(&mut raw)
+            .context("reading the password from stdin")?;
+        let text = String::from_utf8(raw).context("the password on stdin is not UTF-8")?;
+        // One trailing line break (from echo or a file) is not part of the password.
+        let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+        trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned()
+    };
+    if password.contains('\n') {
+        bail!("stdin holds more than one line; give exactly one password");
+    }
+    let hash = course_core::password::hash(&password).context("cannot hash this password")?;
+    println!("{hash}");
+    Ok(())
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a running site at http://127.0.0.1:8787:
+# installs the tools (scripts/setup.sh), renders the static pages, migrates the local
+# D1, seeds demo data and starts `wrangler dev` (which builds the worker).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+DEMO_EMAIL=demo@example.com
+DEMO_PASSWORD=demo-password
+
+bash scripts/setup.sh
+
+say "building the generator and rendering the static pages into dist/"
+cargo build --quiet -p generator
+target/debug/generator build --out dist
+
+say "migrating the local D1 database"
+wrangler d1 migrations apply DB --local
+
+say "seeding demo data"
+hash=$(printf '%s' "$DEMO_PASSWORD" | target/debug/generator hash-password)
+seed=$(mktemp)
+trap 'rm -f "$seed"' EXIT
+sed "s|@DEMO_PASSWORD_HASH@|$hash|" site/demo/seed.sql > "$seed"
+wrangler d1 execute DB --local --file "$seed" > /dev/null
+
+say "starting the site on http://127.0.0.1:8787 — sign in as $DEMO_EMAIL / $DEMO_PASSWORD (Ctrl-C stops)"
+exec wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" --inspector-ip 127.0.0.1 --show-interactive-dev-session=false

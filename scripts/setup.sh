@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs everything the build and tests need, idempotently: the wasm target,
+# worker-build, the wasm-bindgen-cli matching Cargo.lock, a Node >= 22.12 (only when
+# the system one is older), the npm packages, and a local .dev.vars with a random
+# SECRET_KEY. Needs only rustup, Node/npm and the package registries.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+WORKER_BUILD_VERSION=0.8.7
+NODE_VERSION=22.23.3
+
+command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first (https://rustup.rs)"
+command -v npm >/dev/null || die "npm not found: install Node.js first"
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+installed_version() { "$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1; }
+
+if [ "$(installed_version worker-build)" != "$WORKER_BUILD_VERSION" ]; then
+  say "installing worker-build $WORKER_BUILD_VERSION (takes a few minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION"
+fi
+
+# The CLI must equal the wasm-bindgen library version locked in Cargo.lock.
+BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)
+[ -n "$BINDGEN_VERSION" ] || die "no wasm-bindgen in Cargo.lock"
+if [ "$(installed_version wasm-bindgen)" != "$BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $BINDGEN_VERSION (takes a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION"
+fi
+
+node_ok() {
+  "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a===22&&b>=12)?0:1)' 2>/dev/null
+}
+if ! node_ok node; then
+  if ! node_ok "$ROOT/.tools/node/node_modules/.bin/node"; then
+    say "system Node $(node --version 2>/dev/null || echo none) is older than 22.12: installing Node $NODE_VERSION into .tools/node"
+    npm install --silent --no-save --prefix "$ROOT/.tools/node" "node@$NODE_VERSION"
+  fi
+  PATH="$ROOT/.tools/node/node_modules/.bin:$PATH"
+fi
+
+if [ ! -d node_modules/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages (npm ci)"
+  npm ci --silent --no-fund --no-audit
+fi
+
+if [ ! -f .dev.vars ]; then
+  say "creating .dev.vars with a random SECRET_KEY (local only, git-ignored)"
+  umask 077
+  printf 'SECRET_KEY=%s\n' "$(node -e 'console.log(require("crypto").randomBytes(32).toString("base64url"))')" > .dev.vars
+fi
