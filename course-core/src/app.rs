@@ -197,9 +197,7 @@ impl<S: Store> App<'_, S> {
             Ok(f) => f,
             Err(e) => return self.bad_form(&e),
         };
-        let next = http::field(&fields, "next")
-            .and_then(http::safe_next)
-            .map(str::to_owned);
+        let next = http::field(&fields, "next").and_then(http::safe_next);
         let email = normalise_email(http::field(&fields, "email").unwrap_or(""));
         let password = http::field(&fields, "password").unwrap_or("");
         let again = |status: u16, error: &str| {
@@ -242,7 +240,7 @@ impl<S: Store> App<'_, S> {
             (self.log)(&format!("rehash for user {} not saved: {e}", user.id));
         }
         match self
-            .start_session(keys, settings, user.id, AuthMethod::Password)
+            .start_session(req, keys, settings, user.id, AuthMethod::Password)
             .await
         {
             Ok(cookie) => Response::see_other(next.as_deref().unwrap_or("/me")).with_header(
@@ -254,8 +252,10 @@ impl<S: Store> App<'_, S> {
     }
 
     /// Creates a fresh session (new id: no fixation) and returns the signed cookie value.
+    /// A session this browser already had is ended, so re-logging in leaves no orphan.
     async fn start_session(
         &self,
+        req: &Request,
         keys: &SessionKeys,
         settings: &Settings,
         user_id: i64,
@@ -283,6 +283,13 @@ impl<S: Store> App<'_, S> {
             created_at: self.now,
             expires_at: claims.expires_at,
         };
+        if let Some(old) = req
+            .cookie(cookie_name(req))
+            .and_then(|value| keys.verify(value, i64::MIN))
+            && let Err(e) = self.store.delete_session(&old.claims.row_key()).await
+        {
+            (self.log)(&format!("replaced session not deleted: {e}"));
+        }
         self.store
             .create_session(&row)
             .await
@@ -383,6 +390,12 @@ impl<S: Store> App<'_, S> {
     }
 
     async fn logout(&self, req: &Request) -> Response {
+        if let Err(e) = self.keys {
+            // The cookie is still removed; the row cannot be found without the key.
+            (self.log)(&format!(
+                "configuration error: {e}; logout could not end the session server-side"
+            ));
+        }
         if let (Some(value), Ok(keys)) = (req.cookie(cookie_name(req)), self.keys) {
             // Even an expired cookie names a row worth deleting.
             if let Some(v) = keys.verify(value, i64::MIN)

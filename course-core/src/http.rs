@@ -296,16 +296,30 @@ pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> 
 }
 
 /// Returns `next` when it is a safe same-site path to redirect to after login:
-/// it starts with a single `/`, has no scheme, no backslash, no control characters,
-/// and is not absurdly long. Anything else is ignored by the caller.
-pub fn safe_next(next: &str) -> Option<&str> {
+/// it starts with a single `/`, has no scheme, no backslash, no control characters or
+/// spaces, and is not absurdly long. Non-ASCII characters come back percent-encoded,
+/// so the result is always a valid `Location` header value. Anything else is `None`,
+/// and the caller ignores it.
+pub fn safe_next(next: &str) -> Option<String> {
     let ok = next.len() <= 512
         && next.starts_with('/')
         && !next.starts_with("//")
-        && !next.starts_with("/\\")
         && !next.contains('\\')
         && !next.chars().any(|c| c.is_control() || c.is_whitespace());
-    ok.then_some(next)
+    ok.then(|| {
+        let mut out = String::with_capacity(next.len());
+        for c in next.chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        out
+    })
 }
 
 #[cfg(test)]
@@ -315,8 +329,12 @@ mod tests {
     #[test]
     fn next_accepts_only_same_site_paths() {
         for ok in ["/me", "/me?tab=videos", "/", "/a/b#c", "/%2F%2Fevil.com"] {
-            assert_eq!(safe_next(ok), Some(ok), "{ok}");
+            assert_eq!(safe_next(ok).as_deref(), Some(ok), "{ok}");
         }
+        assert_eq!(
+            safe_next("/мои?q=ж").as_deref(),
+            Some("/%D0%BC%D0%BE%D0%B8?q=%D0%B6")
+        );
         for bad in [
             "",
             "me",

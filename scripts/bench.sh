@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests): release wasm size and password-verify time in workerd.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+source scripts/env.sh
+cargo build --quiet -p generator
+target/debug/generator build --out dist > /dev/null
+bash scripts/build-worker.sh
+node scripts/bench.mjs
