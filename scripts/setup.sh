@@ -49,8 +49,16 @@ if [ ! -d node_modules/wrangler ] || [ package-lock.json -nt node_modules/.packa
   npm ci --silent --no-fund --no-audit
 fi
 
-if [ ! -f .dev.vars ]; then
-  say "creating .dev.vars with a random SECRET_KEY (local only, git-ignored)"
-  umask 077
-  printf 'SECRET_KEY=%s\n' "$(node -e 'console.log(require("crypto").randomBytes(32).toString("base64url"))')" > .dev.vars
-fi
+# Local settings and secrets (git-ignored). Each missing entry is added, none is changed.
+random_secret() { node -e 'console.log(require("crypto").randomBytes(32).toString("base64url"))'; }
+add_dev_var() {
+  if ! grep -q "^$1=" .dev.vars 2>/dev/null; then
+    say "adding $1 to .dev.vars (local only, git-ignored)"
+    printf '%s=%s\n' "$1" "$2" >> .dev.vars
+  fi
+}
+(umask 077; touch .dev.vars)
+add_dev_var SECRET_KEY "$(random_secret)"
+# A local stand-in for the bot token: /dev/telegram signs test logins with it.
+add_dev_var TELEGRAM_BOT_TOKEN "000000:local-$(random_secret)"
+add_dev_var DEV_TELEGRAM_LOGIN 1

@@ -41,6 +41,8 @@ pub struct Request {
     pub scheme: String,
     /// The host name (no port).
     pub host: String,
+    /// The port, when the URL names one.
+    pub port: Option<u16>,
     /// The path, percent-encoded as received.
     pub path: String,
     /// The raw query string without `?`, if any.
@@ -62,6 +64,7 @@ impl Request {
             method,
             scheme: "https".into(),
             host: "localhost".into(),
+            port: None,
             path,
             query,
             headers: Vec::new(),
@@ -96,6 +99,26 @@ impl Request {
             .into_iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v)
+    }
+
+    /// The site's own origin as this request reached it (`https://host[:port]`).
+    pub fn origin(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}://{}:{port}", self.scheme, self.host),
+            None => format!("{}://{}", self.scheme, self.host),
+        }
+    }
+
+    /// True when a state-changing request comes from the site itself: its `Origin`
+    /// equals the site's origin or, without `Origin`, `Sec-Fetch-Site` says
+    /// `same-origin`. A request with neither header (not a browser form; curl) is
+    /// allowed: browsers send `Origin` with every cross-site POST.
+    pub fn is_same_origin(&self) -> bool {
+        match (self.header("origin"), self.header("sec-fetch-site")) {
+            (Some(origin), _) => origin.eq_ignore_ascii_case(&self.origin()),
+            (None, Some(site)) => site.eq_ignore_ascii_case("same-origin"),
+            (None, None) => true,
+        }
     }
 
     /// True when this is plain-http local development (loopback host over http): only
@@ -441,6 +464,42 @@ mod tests {
             None
         );
         assert_eq!(encode_component("/me?a=1&b=ж"), "/me%3Fa%3D1%26b%3D%D0%B6");
+    }
+
+    #[test]
+    fn same_origin_check() {
+        let mut r = Request::new(Method::Post, "/login");
+        r.host = "course.example.com".into();
+        assert!(r.is_same_origin(), "no browser headers: allowed");
+        let with = |headers: &[(&str, &str)]| {
+            let mut r = r.clone();
+            r.headers = headers
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect();
+            r.is_same_origin()
+        };
+        assert!(with(&[("origin", "https://course.example.com")]));
+        assert!(with(&[("origin", "https://COURSE.example.com")]));
+        assert!(!with(&[("origin", "https://evil.example")]));
+        assert!(!with(&[("origin", "http://course.example.com")]));
+        assert!(!with(&[("origin", "https://course.example.com:8443")]));
+        assert!(!with(&[("origin", "null")]));
+        assert!(!with(&[
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(with(&[("sec-fetch-site", "same-origin")]));
+        assert!(!with(&[("sec-fetch-site", "cross-site")]));
+        assert!(!with(&[("sec-fetch-site", "same-site")]));
+        let mut local = Request::new(Method::Post, "/login");
+        local.scheme = "http".into();
+        local.host = "127.0.0.1".into();
+        local.port = Some(8787);
+        local
+            .headers
+            .push(("origin".into(), "http://127.0.0.1:8787".into()));
+        assert!(local.is_same_origin());
     }
 
     #[test]

@@ -3,7 +3,20 @@
 //! Plain Rust with no I/O of its own, so `cargo test` reaches all of it natively.
 
 pub mod app;
+pub mod headers;
 pub mod http;
 pub mod pages;
 pub mod password;
 pub mod session;
+pub mod telegram;
+
+/// Lower-case hex of some bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

@@ -4,26 +4,23 @@
 use serde::Serialize;
 use tera::{Context, Tera};
 
+/// Embeds templates from `site/templates` under their file names.
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../site/templates/", $name)))),*]
+    };
+}
+
 /// Every template, by name, as compiled into this crate.
-pub const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../site/templates/base.html")),
-    (
-        "index.html",
-        include_str!("../../site/templates/index.html"),
-    ),
-    (
-        "login.html",
-        include_str!("../../site/templates/login.html"),
-    ),
-    (
-        "logout.html",
-        include_str!("../../site/templates/logout.html"),
-    ),
-    ("me.html", include_str!("../../site/templates/me.html")),
-    (
-        "error.html",
-        include_str!("../../site/templates/error.html"),
-    ),
+pub const TEMPLATES: &[(&str, &str)] = templates![
+    "base.html",
+    "index.html",
+    "login.html",
+    "logout.html",
+    "me.html",
+    "error.html",
+    "dev_telegram.html",
+    "telegram_widget.html",
 ];
 
 /// Static files copied as they are into the assets directory.
@@ -55,6 +52,8 @@ pub struct LoginView {
     pub email: Option<String>,
     /// Where to go after login (already validated).
     pub next: Option<String>,
+    /// The bot whose Login Widget to show, if Telegram sign-in is configured.
+    pub telegram_bot: Option<String>,
 }
 
 /// One video on /me.
@@ -77,7 +76,17 @@ pub struct MeView {
     pub granted: Vec<VideoItem>,
     /// Videos not yet unlocked, in course order.
     pub locked: Vec<VideoItem>,
+    /// The bot for the "link Telegram" widget, if Telegram sign-in is configured.
+    pub telegram_bot: Option<String>,
+    /// The linked Telegram account.
+    pub telegram_id: Option<i64>,
+    /// Unlinking is offered only to accounts that can still sign in with a password.
+    pub can_unlink_telegram: bool,
 }
+
+/// The local development stand-in for the Telegram widget.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DevTelegramView {}
 
 /// An error page.
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +176,11 @@ impl Pages {
     pub fn error(&self, view: &ErrorView) -> Result<String, RenderError> {
         self.render("error.html", view)
     }
+
+    /// The local Telegram sign-in page (development only).
+    pub fn dev_telegram(&self, view: &DevTelegramView) -> Result<String, RenderError> {
+        self.render("dev_telegram.html", view)
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +195,9 @@ mod tests {
             auth_method: "password",
             granted: vec![],
             locked: vec![],
+            telegram_bot: None,
+            telegram_id: None,
+            can_unlink_telegram: false,
         };
         let error = ErrorView {
             heading: "Ошибка".into(),
@@ -192,6 +209,7 @@ mod tests {
             pages.logout().unwrap(),
             pages.me(&me).unwrap(),
             pages.error(&error).unwrap(),
+            pages.dev_telegram(&DevTelegramView::default()).unwrap(),
         ] {
             assert!(html.starts_with("<!doctype html>\n<html lang=\"ru\">"));
             assert!(html.contains(r#"<meta name="viewport""#));
@@ -207,6 +225,7 @@ mod tests {
                 error: Some("Неверный e-mail или пароль.".into()),
                 email: Some("\"><script>alert(1)</script>".into()),
                 next: Some("/me?a=\"b\"".into()),
+                telegram_bot: None,
             })
             .unwrap();
         assert!(!html.contains("<script>"));
@@ -233,6 +252,9 @@ mod tests {
                     title: "Финал".into(),
                     watch_url: None,
                 }],
+                telegram_bot: Some("course_bot".into()),
+                telegram_id: Some(5_000_000_001),
+                can_unlink_telegram: true,
             })
             .unwrap();
         assert!(html.contains("&lt;b&gt;Иван&lt;/b&gt;"));
@@ -240,6 +262,23 @@ mod tests {
         assert!(html.contains(r#"href="https://play.boomstream.com/abc""#));
         assert!(html.contains("Финал"));
         assert!(html.contains(r#"action="/logout""#));
+        assert!(html.contains("5000000001"));
+        assert!(html.contains(r#"action="/me/telegram/unlink""#));
+    }
+
+    #[test]
+    fn telegram_widget_only_when_a_bot_is_configured() {
+        let pages = Pages::embedded().unwrap();
+        let without = pages.login(&LoginView::default()).unwrap();
+        assert!(!without.contains("telegram-widget.js"));
+        let with = pages
+            .login(&LoginView {
+                telegram_bot: Some("course_bot".into()),
+                ..LoginView::default()
+            })
+            .unwrap();
+        assert!(with.contains(r#"data-telegram-login="course_bot""#));
+        assert!(with.contains(r#"data-auth-url="/login/telegram/callback""#));
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl SessionClaims {
 
 /// Hex SHA-256 of a session id, the primary key of `sessions`.
 pub fn session_row_key(session_id: &str) -> String {
-    hex(&Sha256::digest(session_id.as_bytes()))
+    crate::hex(&Sha256::digest(session_id.as_bytes()))
 }
 
 /// A fresh random session id (256 bits).
@@ -247,16 +247,6 @@ fn parse_positive(s: &str) -> Option<i64> {
         return None;
     }
     s.parse().ok().filter(|n| *n > 0)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The dynamic routes end to end: `App::handle` over an in-memory [`Store`], with the
-//! real templates, keys and password hashes. Time, keys and database failures are set
-//! per test; log lines are captured so that what reaches the log can be checked too.
+//! real templates, keys, password hashes and Telegram signatures. Time, settings, keys
+//! and database failures are set per test; log lines are captured so that what reaches
+//! the log can be checked too. Every response is checked for the security headers.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -8,8 +9,8 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use course_core::app::{
-    App, COOKIE_LOCAL, COOKIE_SECURE, LoginUser, NewSession, Settings, Store, StoreError,
-    StoredSession, VideoAccess,
+    App, COOKIE_LOCAL, COOKIE_SECURE, FailureWindow, LinkOutcome, LoginUser, NewSession, Settings,
+    Store, StoreError, StoredSession, TelegramAccount, VideoAccess,
 };
 use course_core::http::{
     Body, MAX_FIELD_BYTES, MAX_FORM_BYTES, Method, Request, Response, encode_component,
@@ -17,6 +18,7 @@ use course_core::http::{
 use course_core::pages::Pages;
 use course_core::password;
 use course_core::session::{self, AuthMethod, KeyError, SessionClaims, SessionKeys};
+use course_core::telegram;
 use sha2::{Digest, Sha256};
 
 const KEY_A: &str = "test-secret-A-0123456789abcdef0123456789";
@@ -31,6 +33,7 @@ const ANNA_ID: i64 = 1;
 const ANNA: &str = "anna@example.com";
 const DISABLED: &str = "off@example.com";
 const WEAK: &str = "weak@example.com";
+const NO_PASSWORD_ID: i64 = 4;
 const NO_PASSWORD: &str = "nopass@example.com";
 const PASSWORD: &str = "correct horse battery staple";
 /// Argon2id of "pw" with m=8, t=1, p=1: verifies, but is below the current parameters.
@@ -38,7 +41,38 @@ const WEAK_HASH: &str =
     "$argon2id$v=19$m=8,t=1,p=1$o93/LEtizTqTIculmTM2zQ$NvRgsehLDmAhmVcQwmsXjIaWIGgNkYg9snJEnlv5a04";
 const WEAK_PASSWORD: &str = "pw";
 
+/// The Telegram bot the site is configured with.
+const BOT: &str = "course_bot";
+const BOT_TOKEN: &str = "123456:TEST-token-for-the-route-tests";
+const TELEGRAM_ENV: &[(&str, &str)] = &[
+    ("TELEGRAM_BOT_USERNAME", BOT),
+    ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+];
+/// Telegram ids: the passwordless student's (beyond 32 bits), the disabled student's,
+/// and one that no account has.
+const TG_NO_PASSWORD: i64 = 5_000_000_001;
+const TG_DISABLED: i64 = 222;
+const TG_FREE: i64 = 777;
+
+const CALLBACK: &str = "/login/telegram/callback";
+const UNLINK: &str = "/me/telegram/unlink";
+/// The origins of `Request::new` (https://localhost) and of `local` requests.
+const SITE_ORIGIN: &str = "https://localhost";
+const LOCAL_ORIGIN: &str = "http://127.0.0.1:8787";
+const EVIL: &str = "https://evil.example";
+/// Client addresses (`cf-connecting-ip`).
+const IP: &str = "203.0.113.7";
+const OTHER_IP: &str = "198.51.100.23";
+
 const LOGIN_FAILED: &str = "Неверный e-mail или пароль.";
+const THROTTLED: &str = "Слишком много неудачных попыток входа.";
+const CROSS_SITE: &str = "Запрос отклонён";
+const ACCOUNT_DISABLED: &str = "Эта учётная запись отключена.";
+const TG_INVALID: &str = "Не удалось войти через Telegram";
+const TG_EXPIRED: &str = "Ссылка для входа устарела";
+const TG_NOT_LINKED: &str = "нажмите «Привязать Telegram»";
+const NOT_FOUND: &str = "Страница не найдена";
+const WIDGET: &str = r#"data-telegram-login="course_bot""#;
 const TO_LOGIN: &str = "/login?next=/me";
 const FORM_TYPE: &str = "application/x-www-form-urlencoded";
 const SECURE_ATTRS: &[&str] = &["Path=/", "HttpOnly", "SameSite=Lax", "Secure"];
@@ -57,6 +91,7 @@ struct UserRow {
     name: &'static str,
     password_hash: Option<String>,
     disabled: bool,
+    telegram_id: Option<i64>,
 }
 
 struct VideoRow {
@@ -65,12 +100,18 @@ struct VideoRow {
     granted_to: &'static [i64],
 }
 
-/// A `Store` over vectors, like the D1 schema: sessions keyed by row key, joined to users.
+/// A `Store` over vectors that behaves like the D1 queries of `edge-worker/src/store.rs`:
+/// sessions keyed by row key and joined to users, used Telegram hashes pruned by expiry,
+/// login failures counted per key in fixed windows.
 #[derive(Default)]
 struct MemStore {
     users: RefCell<Vec<UserRow>>,
     sessions: RefCell<Vec<NewSession>>,
     videos: Vec<VideoRow>,
+    /// `telegram_logins`: used payload hashes and until when they are kept.
+    telegram_hashes: RefCell<Vec<(String, i64)>>,
+    /// `login_failures`.
+    failures: RefCell<Vec<FailureWindow>>,
     /// Every operation fails (the database is down).
     fail_all: Cell<bool>,
     /// Only these operations fail.
@@ -81,19 +122,34 @@ struct MemStore {
 
 impl MemStore {
     fn seeded() -> Self {
-        let user = |id, email, name, hash: Option<&str>, disabled| UserRow {
+        let user = |id, email, name, hash: Option<&str>, disabled, telegram_id| UserRow {
             id,
             email,
             name,
             password_hash: hash.map(str::to_owned),
             disabled,
+            telegram_id,
         };
         MemStore {
             users: RefCell::new(vec![
-                user(ANNA_ID, ANNA, "Анна Петрова", Some(&HASH), false),
-                user(2, DISABLED, "Отключённый", Some(&HASH), true),
-                user(3, WEAK, "Старый хеш", Some(WEAK_HASH), false),
-                user(4, NO_PASSWORD, "Без пароля", None, false),
+                user(ANNA_ID, ANNA, "Анна Петрова", Some(&HASH), false, None),
+                user(
+                    2,
+                    DISABLED,
+                    "Отключённый",
+                    Some(&HASH),
+                    true,
+                    Some(TG_DISABLED),
+                ),
+                user(3, WEAK, "Старый хеш", Some(WEAK_HASH), false, None),
+                user(
+                    NO_PASSWORD_ID,
+                    NO_PASSWORD,
+                    "Без пароля",
+                    None,
+                    false,
+                    Some(TG_NO_PASSWORD),
+                ),
             ]),
             videos: vec![
                 VideoRow {
@@ -132,6 +188,10 @@ impl MemStore {
         self.calls.borrow().contains(&op)
     }
 
+    fn call_count(&self) -> usize {
+        self.calls.borrow().len()
+    }
+
     fn rows(&self) -> Vec<NewSession> {
         self.sessions.borrow().clone()
     }
@@ -159,22 +219,29 @@ impl MemStore {
         row.expires_at = expires_at;
     }
 
-    fn disable(&self, user_id: i64) {
+    /// Reads or changes the user with this id.
+    fn with_user<T>(&self, user_id: i64, f: impl FnOnce(&mut UserRow) -> T) -> T {
         let mut users = self.users.borrow_mut();
-        users
+        f(users
             .iter_mut()
             .find(|u| u.id == user_id)
-            .expect("user exists")
-            .disabled = true;
+            .expect("user exists"))
+    }
+
+    fn disable(&self, user_id: i64) {
+        self.with_user(user_id, |u| u.disabled = true);
     }
 
     fn password_hash(&self, user_id: i64) -> Option<String> {
-        let users = self.users.borrow();
-        users
-            .iter()
-            .find(|u| u.id == user_id)?
-            .password_hash
-            .clone()
+        self.with_user(user_id, |u| u.password_hash.clone())
+    }
+
+    fn telegram_id(&self, user_id: i64) -> Option<i64> {
+        self.with_user(user_id, |u| u.telegram_id)
+    }
+
+    fn set_telegram_id(&self, user_id: i64, telegram_id: Option<i64>) {
+        self.with_user(user_id, |u| u.telegram_id = telegram_id);
     }
 }
 
@@ -189,6 +256,22 @@ impl Store for MemStore {
             .map(|u| LoginUser {
                 id: u.id,
                 password_hash: u.password_hash.clone(),
+                disabled: u.disabled,
+            }))
+    }
+
+    async fn user_by_telegram(
+        &self,
+        telegram_id: i64,
+    ) -> Result<Option<TelegramAccount>, StoreError> {
+        self.op("user_by_telegram")?;
+        Ok(self
+            .users
+            .borrow()
+            .iter()
+            .find(|u| u.telegram_id == Some(telegram_id))
+            .map(|u| TelegramAccount {
+                id: u.id,
                 disabled: u.disabled,
             }))
     }
@@ -224,6 +307,8 @@ impl Store for MemStore {
                 expires_at: r.expires_at,
                 user_name: user.name.to_owned(),
                 user_disabled: user.disabled,
+                telegram_id: user.telegram_id,
+                has_password: user.password_hash.is_some(),
             })
         }))
     }
@@ -259,6 +344,93 @@ impl Store for MemStore {
             })
             .collect())
     }
+
+    async fn consume_telegram_hash(
+        &self,
+        hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.op("consume_telegram_hash")?;
+        let mut used = self.telegram_hashes.borrow_mut();
+        // DELETE ... WHERE expires_at <= now; INSERT ... ON CONFLICT DO NOTHING RETURNING.
+        used.retain(|(_, until)| *until > now);
+        if used.iter().any(|(h, _)| h == hash) {
+            return Ok(false);
+        }
+        used.push((hash.to_owned(), expires_at));
+        Ok(true)
+    }
+
+    async fn link_telegram(
+        &self,
+        user_id: i64,
+        telegram_id: i64,
+    ) -> Result<LinkOutcome, StoreError> {
+        self.op("link_telegram")?;
+        let mut users = self.users.borrow_mut();
+        let owner = users
+            .iter()
+            .find(|u| u.telegram_id == Some(telegram_id))
+            .map(|u| u.id);
+        if owner.is_some_and(|o| o != user_id) {
+            return Ok(LinkOutcome::TakenByOther);
+        }
+        if owner.is_none()
+            && let Some(u) = users.iter_mut().find(|u| u.id == user_id)
+        {
+            u.telegram_id = Some(telegram_id);
+        }
+        Ok(LinkOutcome::Linked)
+    }
+
+    async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError> {
+        self.op("unlink_telegram")?;
+        if let Some(u) = self.users.borrow_mut().iter_mut().find(|u| u.id == user_id) {
+            u.telegram_id = None;
+        }
+        Ok(())
+    }
+
+    async fn login_failures(&self, keys: &[String]) -> Result<Vec<FailureWindow>, StoreError> {
+        self.op("login_failures")?;
+        Ok(self
+            .failures
+            .borrow()
+            .iter()
+            .filter(|w| keys.contains(&w.key))
+            .cloned()
+            .collect())
+    }
+
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_secs: i64,
+    ) -> Result<(), StoreError> {
+        self.op("record_login_failure")?;
+        let mut windows = self.failures.borrow_mut();
+        // The batch first deletes ended windows, so a row still there is current.
+        windows.retain(|w| w.window_start > now - window_secs);
+        for key in keys {
+            match windows.iter_mut().find(|w| &w.key == key) {
+                Some(w) => w.failures += 1,
+                None => windows.push(FailureWindow {
+                    key: key.clone(),
+                    window_start: now,
+                    failures: 1,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.op("clear_login_failures")?;
+        self.failures.borrow_mut().retain(|w| w.key != key);
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -275,18 +447,33 @@ struct Site {
     logs: RefCell<Vec<String>>,
 }
 
+/// How a request reaches the site: `https` (production) or `local` (plain-http dev).
+type Via = fn(Request) -> Request;
+
 impl Site {
+    /// Default settings: no Telegram.
     fn new() -> Self {
+        Self::with_env(&[])
+    }
+
+    /// Telegram sign-in configured (bot and token).
+    fn with_telegram() -> Self {
+        Self::with_env(TELEGRAM_ENV)
+    }
+
+    /// Settings read from these variables.
+    fn with_env(vars: &[(&str, &str)]) -> Self {
         Site {
             store: MemStore::seeded(),
             keys: Ok(keys(KEY_A, None)),
-            settings: Ok(Settings::from_env(None).expect("defaults are valid")),
+            settings: Ok(env(vars).expect("test settings are valid")),
             pages: Pages::embedded().expect("templates compile"),
             now: Cell::new(NOW),
             logs: RefCell::default(),
         }
     }
 
+    /// Handles a request and checks that the response carries the security headers.
     fn handle(&self, req: &Request) -> Response {
         let log = |line: &str| self.logs.borrow_mut().push(line.to_owned());
         let app = App {
@@ -297,22 +484,77 @@ impl Site {
             now: self.now.get(),
             log: &log,
         };
-        pollster::block_on(app.handle(req))
+        let resp = pollster::block_on(app.handle(req));
+        let referrer = if req.path == CALLBACK {
+            "no-referrer"
+        } else {
+            "strict-origin-when-cross-origin"
+        };
+        assert_security_headers(&resp, !req.is_local_http(), referrer);
+        resp
     }
 
     fn login(&self, email: &str, password: &str) -> Response {
-        self.handle(&post("/login", &[("email", email), ("password", password)]))
+        self.login_from(None, email, password)
+    }
+
+    /// A login attempt from this client address (`cf-connecting-ip`), if any.
+    fn login_from(&self, ip: Option<&str>, email: &str, password: &str) -> Response {
+        let req = login_request(email, password);
+        let headers: Vec<_> = ip.map(|ip| ("cf-connecting-ip", ip)).into_iter().collect();
+        self.handle(&with_headers(req, &headers))
+    }
+
+    /// A wrong password for this e-mail: answered 401.
+    fn fail_login(&self, ip: Option<&str>, email: &str) {
+        let resp = self.login_from(ip, email, "wrong password");
+        assert_page(&resp, 401, LOGIN_FAILED);
     }
 
     /// Signs Anna in over https and returns the cookie value.
     fn signed_in(&self) -> String {
-        let resp = self.login(ANNA, PASSWORD);
-        assert_eq!(resp.status, 303, "{resp:?}");
+        self.signed_in_via(https)
+    }
+
+    /// Signs Anna in over `via` and returns the cookie value.
+    fn signed_in_via(&self, via: Via) -> String {
+        let req = via(login_request(ANNA, PASSWORD));
+        let resp = self.handle(&req);
+        assert_redirect(&resp, "/me");
+        let (name, attrs) = cookie_kind(&req);
+        session_cookie(&resp, name, attrs, TTL)
+    }
+
+    /// Signs in through the Telegram callback (payload issued now) and returns the cookie.
+    fn telegram_signed_in(&self, telegram_id: i64) -> String {
+        let resp = self.telegram(&payload(telegram_id, self.now.get()));
+        assert_redirect(&resp, "/me");
         session_cookie(&resp, COOKIE_SECURE, SECURE_ATTRS, TTL)
     }
 
     fn me(&self, cookie: &str) -> Response {
         self.handle(&with_cookie(get("/me"), cookie))
+    }
+
+    /// The /me page, which must be served.
+    fn me_html(&self, cookie: &str) -> String {
+        let resp = self.me(cookie);
+        assert_eq!(resp.status, 200, "{resp:?}");
+        html(&resp).to_owned()
+    }
+
+    /// The Telegram widget's redirect with this query, without a session.
+    fn telegram(&self, query: &str) -> Response {
+        self.handle(&callback(query))
+    }
+
+    /// The Telegram widget's redirect with this query, signed in with `cookie`.
+    fn telegram_as(&self, cookie: &str, query: &str) -> Response {
+        self.handle(&with_cookie(callback(query), cookie))
+    }
+
+    fn unlink(&self, cookie: &str) -> Response {
+        self.handle(&with_cookie(post(UNLINK, &[]), cookie))
     }
 
     fn logs(&self) -> Vec<String> {
@@ -327,12 +569,35 @@ impl Site {
             }
         }
     }
+
+    /// A 429 login page that names the wait in minutes and gives the seconds left in
+    /// `retry-after`, decided before the account was looked up.
+    fn assert_throttled(&self, resp: &Response, retry_after: i64, minutes: i64) {
+        assert_page(resp, 429, THROTTLED);
+        assert!(
+            html(resp).contains(&format!("Попробуйте снова через {minutes} мин.")),
+            "{resp:?}"
+        );
+        let retry_after = retry_after.to_string();
+        assert_eq!(resp.header("retry-after"), Some(retry_after.as_str()));
+        assert_no_cookie(resp);
+        assert_eq!(self.store.calls.borrow().last(), Some(&"login_failures"));
+    }
 }
 
 /// Something done to a signed-in site (given a session's row key).
 type Breakage = fn(&Site, &str);
 /// A request made on a signed-in site (given its cookie).
 type Action = fn(&Site, &str) -> Response;
+
+/// Settings from these variables (the others unset).
+fn env(vars: &[(&str, &str)]) -> Result<Settings, String> {
+    Settings::from_env(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+}
 
 fn keys(current: &str, previous: Option<&str>) -> SessionKeys {
     SessionKeys::from_secrets(Some(current), previous).expect("test keys are long enough")
@@ -375,6 +640,11 @@ fn get(path_and_query: &str) -> Request {
     Request::new(Method::Get, path_and_query)
 }
 
+fn with_method(mut req: Request, method: Method) -> Request {
+    req.method = method;
+    req
+}
+
 fn raw_post(path: &str, content_type: Option<&str>, body: &[u8]) -> Request {
     let mut req = Request::new(Method::Post, path);
     if let Some(ct) = content_type {
@@ -388,6 +658,10 @@ fn post(path: &str, fields: &[(&str, &str)]) -> Request {
     raw_post(path, Some(FORM_TYPE), form(fields).as_bytes())
 }
 
+fn login_request(email: &str, password: &str) -> Request {
+    post("/login", &[("email", email), ("password", password)])
+}
+
 fn form(fields: &[(&str, &str)]) -> String {
     fields
         .iter()
@@ -396,25 +670,65 @@ fn form(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// The same request over plain http on loopback (local development).
-fn local(mut req: Request) -> Request {
-    req.scheme = "http".into();
-    req.host = "127.0.0.1".into();
+/// The request as it reaches production.
+fn https(req: Request) -> Request {
     req
 }
 
-/// Adds the session cookie (under the name this request's origin uses) among others.
-fn with_cookie(mut req: Request, value: &str) -> Request {
-    let name = if req.is_local_http() {
-        COOKIE_LOCAL
-    } else {
-        COOKIE_SECURE
-    };
-    req.headers.push((
-        "cookie".into(),
-        format!("theme=dark; {name}={value}; lang=ru"),
-    ));
+/// The same request over plain http on loopback (local development with wrangler).
+fn local(mut req: Request) -> Request {
+    req.scheme = "http".into();
+    req.host = "127.0.0.1".into();
+    req.port = Some(8787);
     req
+}
+
+fn with_headers(mut req: Request, headers: &[(&str, &str)]) -> Request {
+    req.headers.extend(
+        headers
+            .iter()
+            .map(|(name, value)| ((*name).into(), (*value).into())),
+    );
+    req
+}
+
+/// The session cookie's name and attributes for requests like this one.
+fn cookie_kind(req: &Request) -> (&'static str, &'static [&'static str]) {
+    if req.is_local_http() {
+        (COOKIE_LOCAL, LOCAL_ATTRS)
+    } else {
+        (COOKIE_SECURE, SECURE_ATTRS)
+    }
+}
+
+/// Adds the session cookie (under the name this request's origin uses) among others.
+fn with_cookie(req: Request, value: &str) -> Request {
+    let cookies = format!("theme=dark; {}={value}; lang=ru", cookie_kind(&req).0);
+    with_headers(req, &[("cookie", &cookies)])
+}
+
+/// A Login Widget redirect query: the fields URL-encoded, signed with `token`.
+fn signed_query(fields: &[(&str, &str)], token: &str) -> String {
+    format!("{}&hash={}", form(fields), telegram::sign(fields, token))
+}
+
+/// The redirect Telegram sends for this account, issued at `auth_date`.
+fn payload(telegram_id: i64, auth_date: i64) -> String {
+    let (id, auth_date) = (telegram_id.to_string(), auth_date.to_string());
+    signed_query(
+        &[
+            ("id", id.as_str()),
+            ("first_name", "Анна"),
+            ("username", "anna_p"),
+            ("photo_url", "https://t.me/i/userpic/320/anna.jpg"),
+            ("auth_date", auth_date.as_str()),
+        ],
+        BOT_TOKEN,
+    )
+}
+
+fn callback(query: &str) -> Request {
+    get(&format!("{CALLBACK}?{query}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -428,6 +742,12 @@ fn html(resp: &Response) -> &str {
     }
 }
 
+/// An HTML page with this status that says `text`.
+fn assert_page(resp: &Response, status: u16, text: &str) {
+    assert_eq!(resp.status, status, "{resp:?}");
+    assert!(html(resp).contains(text), "{text:?} not in {resp:?}");
+}
+
 fn assert_redirect(resp: &Response, location: &str) {
     assert_eq!(resp.status, 303, "{resp:?}");
     assert_eq!(resp.header("location"), Some(location));
@@ -436,6 +756,35 @@ fn assert_redirect(resp: &Response, location: &str) {
 
 fn assert_no_cookie(resp: &Response) {
     assert_eq!(resp.header_values("set-cookie").count(), 0, "{resp:?}");
+}
+
+/// The value of a header that must appear at most once.
+fn single<'a>(resp: &'a Response, name: &'a str) -> Option<&'a str> {
+    let values: Vec<&str> = resp.header_values(name).collect();
+    assert!(values.len() <= 1, "{name} repeated: {resp:?}");
+    values.first().copied()
+}
+
+/// The security headers, each once: a CSP that forbids framing, nosniff, the referrer
+/// policy, and HSTS exactly when `hsts`.
+fn assert_security_headers(resp: &Response, hsts: bool, referrer: &str) {
+    let csp = single(resp, "content-security-policy").expect("CSP is set");
+    for part in [
+        "default-src 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(part), "{part} not in {csp}");
+    }
+    assert_eq!(single(resp, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(single(resp, "x-frame-options"), Some("DENY"));
+    assert_eq!(single(resp, "referrer-policy"), Some(referrer));
+    assert_eq!(
+        single(resp, "strict-transport-security"),
+        hsts.then_some("max-age=31536000"),
+        "{resp:?}"
+    );
 }
 
 /// Checks the one `Set-Cookie` header (name, attributes as a set, Max-Age) and
@@ -467,9 +816,8 @@ fn assert_rejected(resp: &Response) {
 }
 
 fn assert_unavailable(site: &Site, resp: &Response) {
-    assert_eq!(resp.status, 503, "{resp:?}");
+    assert_page(resp, 503, "Сервис временно недоступен");
     assert_eq!(resp.header("retry-after"), Some("30"));
-    assert!(html(resp).contains("Сервис временно недоступен"));
     assert!(
         site.logs()
             .iter()
@@ -480,10 +828,20 @@ fn assert_unavailable(site: &Site, resp: &Response) {
 }
 
 fn assert_misconfigured(resp: &Response) {
-    assert_eq!(resp.status, 503, "{resp:?}");
-    assert!(html(resp).contains("Сайт настроен неверно"));
+    assert_page(resp, 503, "Сайт настроен неверно");
     assert_eq!(resp.header("cache-control"), Some("no-store"));
     assert_no_cookie(resp);
+}
+
+/// A refused Telegram payload: the page saying so, and no session.
+fn assert_telegram_refused(resp: &Response, text: &str) {
+    assert_page(resp, 403, text);
+    assert_no_cookie(resp);
+}
+
+/// The /me section for a linked Telegram account.
+fn linked_id(telegram_id: i64) -> String {
+    format!(r#"<span id="telegram-id">{telegram_id}</span>"#)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -518,12 +876,7 @@ fn login_issues_host_cookie_and_stores_hashed_session_key() {
 #[test]
 fn login_over_local_http_uses_plain_cookie_without_secure() {
     let site = Site::new();
-    let resp = site.handle(&local(post(
-        "/login",
-        &[("email", ANNA), ("password", PASSWORD)],
-    )));
-    assert_redirect(&resp, "/me");
-    let cookie = session_cookie(&resp, COOKIE_LOCAL, LOCAL_ATTRS, TTL);
+    let cookie = site.signed_in_via(local);
     assert_eq!(
         site.handle(&with_cookie(local(get("/me")), &cookie)).status,
         200
@@ -541,7 +894,7 @@ fn login_over_local_http_uses_plain_cookie_without_secure() {
 fn login_keeps_secure_cookie_unless_both_http_and_loopback() {
     let site = Site::new();
     for (scheme, host) in [("https", "127.0.0.1"), ("http", "course.example.com")] {
-        let mut req = post("/login", &[("email", ANNA), ("password", PASSWORD)]);
+        let mut req = login_request(ANNA, PASSWORD);
         req.scheme = scheme.into();
         req.host = host.into();
         let resp = site.handle(&req);
@@ -604,10 +957,7 @@ fn every_login_starts_a_new_session() {
 fn logging_in_again_in_the_same_browser_ends_the_old_session() {
     let site = Site::new();
     let first = site.signed_in();
-    let again = site.handle(&with_cookie(
-        post("/login", &[("email", ANNA), ("password", PASSWORD)]),
-        &first,
-    ));
+    let again = site.handle(&with_cookie(login_request(ANNA, PASSWORD), &first));
     let second = session_cookie(&again, COOKIE_SECURE, SECURE_ATTRS, TTL);
     assert_eq!(site.store.rows().len(), 1);
     assert_rejected(&site.me(&first));
@@ -732,12 +1082,9 @@ fn malformed_forms_are_refused_before_any_lookup() {
 fn disabled_account_is_403_only_with_the_right_password() {
     let site = Site::new();
     let resp = site.login(DISABLED, PASSWORD);
-    assert_eq!(resp.status, 403);
-    assert!(html(&resp).contains("отключена"));
+    assert_page(&resp, 403, ACCOUNT_DISABLED);
     assert_no_cookie(&resp);
-    let resp = site.login(DISABLED, "wrong password");
-    assert_eq!(resp.status, 401);
-    assert!(html(&resp).contains(LOGIN_FAILED));
+    site.fail_login(None, DISABLED);
     assert!(site.store.rows().is_empty());
 }
 
@@ -802,9 +1149,7 @@ fn me_lists_granted_videos_with_links_and_locked_ones_without() {
     let site = Site::new();
     let cookie = site.signed_in();
     for method in [Method::Get, Method::Head] {
-        let mut req = with_cookie(get("/me"), &cookie);
-        req.method = method;
-        let resp = site.handle(&req);
+        let resp = site.handle(&with_method(with_cookie(get("/me"), &cookie), method));
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header("cache-control"), Some("no-store"));
         assert_eq!(
@@ -992,24 +1337,30 @@ fn missing_or_short_secret_key_gives_503_and_a_log_line() {
 }
 
 #[test]
-fn bad_session_ttl_gives_503_and_a_log_line() {
-    let mut site = Site::new();
-    let cookie = site.signed_in();
-    site.settings = Err(Settings::from_env(Some("0")).unwrap_err());
-    assert_misconfigured(&site.login(ANNA, PASSWORD));
-    assert_misconfigured(&site.me(&cookie));
-    let logs = site.logs();
-    assert_eq!(logs.len(), 2);
-    assert!(
-        logs.iter().all(|l| l.contains("SESSION_TTL_DAYS")),
-        "{logs:?}"
-    );
+fn bad_settings_give_503_and_a_log_line_naming_the_variable() {
+    for (name, value) in [
+        ("SESSION_TTL_DAYS", "0"),
+        ("LOGIN_MAX_FAILURES_PER_ACCOUNT", "0"),
+        ("LOGIN_THROTTLE_WINDOW_SECS", "many"),
+        ("TELEGRAM_BOT_USERNAME", "bad name<script>"),
+    ] {
+        let mut site = Site::with_telegram();
+        let cookie = site.signed_in();
+        site.settings = env(&[(name, value)]);
+        assert!(site.settings.is_err(), "{name}={value}");
+        assert_misconfigured(&site.login(ANNA, PASSWORD));
+        assert_misconfigured(&site.me(&cookie));
+        assert_misconfigured(&site.telegram(&payload(TG_NO_PASSWORD, NOW)));
+        let logs = site.logs();
+        assert_eq!(logs.len(), 3, "{logs:?}");
+        assert!(logs.iter().all(|l| l.contains(name)), "{logs:?}");
+        assert_eq!(site.store.rows().len(), 1);
+    }
 }
 
 #[test]
 fn session_ttl_setting_sets_cookie_and_row_lifetime() {
-    let mut site = Site::new();
-    site.settings = Ok(Settings::from_env(Some(" 7 ")).unwrap());
+    let site = Site::with_env(&[("SESSION_TTL_DAYS", " 7 ")]);
     let resp = site.login(ANNA, PASSWORD);
     session_cookie(&resp, COOKIE_SECURE, SECURE_ATTRS, 7 * 86_400);
     assert_eq!(site.store.rows()[0].expires_at, NOW + 7 * 86_400);
@@ -1040,11 +1391,7 @@ fn logout_deletes_the_session_and_the_old_cookie_stops_working() {
 #[test]
 fn logout_over_local_http_clears_the_local_cookie() {
     let site = Site::new();
-    let resp = site.handle(&local(post(
-        "/login",
-        &[("email", ANNA), ("password", PASSWORD)],
-    )));
-    let cookie = session_cookie(&resp, COOKIE_LOCAL, LOCAL_ATTRS, TTL);
+    let cookie = site.signed_in_via(local);
     let resp = site.handle(&with_cookie(local(post("/logout", &[])), &cookie));
     assert_redirect(&resp, "/login");
     assert_eq!(session_cookie(&resp, COOKIE_LOCAL, LOCAL_ATTRS, 0), "");
@@ -1136,21 +1483,45 @@ fn login_page_is_the_static_asset_unless_next_is_safe() {
 }
 
 #[test]
-fn other_methods_are_405_and_unknown_paths_404() {
-    let site = Site::new();
-    for path in ["/login", "/me", "/logout"] {
-        let mut req = get(path);
-        req.method = Method::Other;
+fn other_methods_are_405_with_allow_and_unknown_paths_404() {
+    let site = Site::with_telegram();
+    let cases = [
+        (with_method(get("/login"), Method::Other), "GET, HEAD, POST"),
+        (with_method(get("/me"), Method::Other), "GET, HEAD, POST"),
+        (
+            with_method(get("/logout"), Method::Other),
+            "GET, HEAD, POST",
+        ),
+        (post("/me", &[]), "GET, HEAD, POST"),
+        (get(UNLINK), "POST"),
+        (with_method(get(UNLINK), Method::Head), "POST"),
+        (post(CALLBACK, &[]), "GET, HEAD"),
+        (
+            with_method(callback(&payload(TG_NO_PASSWORD, NOW)), Method::Other),
+            "GET, HEAD",
+        ),
+        (post("/dev/telegram", &[]), "GET, HEAD"),
+    ];
+    for (req, allow) in cases {
         let resp = site.handle(&req);
-        assert_eq!(resp.status, 405, "{path}");
-        assert_eq!(resp.header("allow"), Some("GET, HEAD, POST"));
-        assert!(html(&resp).contains("Метод не поддерживается"));
+        assert_page(&resp, 405, "Метод не поддерживается");
+        assert_eq!(
+            resp.header("allow"),
+            Some(allow),
+            "{} {:?}",
+            req.path,
+            req.method
+        );
     }
-    assert_eq!(site.handle(&post("/me", &[])).status, 405);
-    for path in ["/nope", "/login/", "/ME"] {
+    for path in [
+        "/nope",
+        "/login/",
+        "/ME",
+        "/login/telegram",
+        "/me/telegram/unlink/",
+    ] {
         let resp = site.handle(&get(path));
-        assert_eq!(resp.status, 404, "{path}");
-        assert!(html(&resp).contains("Страница не найдена"));
+        assert_page(&resp, 404, NOT_FOUND);
         assert_eq!(resp.header("cache-control"), Some("no-store"));
     }
     assert!(site.store.calls.borrow().is_empty());
@@ -1162,13 +1533,15 @@ fn other_methods_are_405_and_unknown_paths_404() {
 
 #[test]
 fn database_down_is_503_with_retry_after_on_every_route() {
-    let site = Site::new();
+    let site = Site::with_telegram();
     let cookie = site.signed_in();
     site.store.fail_all.set(true);
     for req in [
-        post("/login", &[("email", ANNA), ("password", PASSWORD)]),
+        login_request(ANNA, PASSWORD),
         with_cookie(get("/me"), &cookie),
         with_cookie(post("/logout", &[]), &cookie),
+        with_cookie(post(UNLINK, &[]), &cookie),
+        callback(&payload(TG_NO_PASSWORD, NOW)),
     ] {
         let resp = site.handle(&req);
         assert_unavailable(&site, &resp);
@@ -1180,14 +1553,32 @@ fn database_down_is_503_with_retry_after_on_every_route() {
 
 #[test]
 fn each_failing_query_is_503_never_500() {
-    let cases: [(&str, Action); 4] = [
+    let cases: [(&str, Action); 12] = [
+        ("login_failures", |site, _| site.login(ANNA, PASSWORD)),
         ("user_for_login", |site, _| site.login(ANNA, PASSWORD)),
         ("create_session", |site, _| site.login(ANNA, PASSWORD)),
         ("session", |site, cookie| site.me(cookie)),
         ("videos_for", |site, cookie| site.me(cookie)),
+        ("consume_telegram_hash", |site, _| {
+            site.telegram(&payload(TG_NO_PASSWORD, NOW))
+        }),
+        ("user_by_telegram", |site, _| {
+            site.telegram(&payload(TG_NO_PASSWORD, NOW))
+        }),
+        ("create_session", |site, _| {
+            site.telegram(&payload(TG_NO_PASSWORD, NOW))
+        }),
+        ("session", |site, cookie| {
+            site.telegram_as(cookie, &payload(TG_FREE, NOW))
+        }),
+        ("link_telegram", |site, cookie| {
+            site.telegram_as(cookie, &payload(TG_FREE, NOW))
+        }),
+        ("session", |site, cookie| site.unlink(cookie)),
+        ("unlink_telegram", |site, cookie| site.unlink(cookie)),
     ];
     for (op, request) in cases {
-        let site = Site::new();
+        let site = Site::with_telegram();
         let cookie = site.signed_in();
         site.store.fail_only(op);
         let resp = request(&site, &cookie);
@@ -1200,19 +1591,603 @@ fn each_failing_query_is_503_never_500() {
 
 #[test]
 fn secrets_never_reach_the_log() {
-    let mut site = Site::new();
+    let mut site = Site::with_telegram();
     let cookie = site.signed_in();
     let session_id = claims_of(KEY_A, &cookie).session_id;
-    site.store.fail_only("extend_session");
-    site.store.fail_only("set_password_hash");
+    let telegram_payload = payload(TG_NO_PASSWORD, NOW + 2 * HOUR);
+    let telegram_hash = telegram_payload.rsplit("hash=").next().unwrap().to_owned();
+    for op in [
+        "extend_session",
+        "set_password_hash",
+        "record_login_failure",
+        "clear_login_failures",
+    ] {
+        site.store.fail_only(op);
+    }
     site.now.set(NOW + 2 * HOUR);
     site.me(&cookie);
-    site.login(WEAK, WEAK_PASSWORD);
+    site.login_from(Some(IP), WEAK, WEAK_PASSWORD);
+    site.login_from(Some(IP), ANNA, "wrong password");
     site.store.fail_all.set(true);
     site.login(ANNA, PASSWORD);
     site.me(&cookie);
+    site.telegram(&telegram_payload);
     site.keys = Err(SessionKeys::from_secrets(Some(SHORT_KEY), None).unwrap_err());
     site.login(ANNA, PASSWORD);
-    assert!(site.logs().len() >= 5, "{:?}", site.logs());
-    site.assert_logs_omit(&[PASSWORD, KEY_A, SHORT_KEY, &cookie, &session_id, ANNA]);
+    assert!(site.logs().len() >= 8, "{:?}", site.logs());
+    site.assert_logs_omit(&[
+        PASSWORD,
+        "wrong password",
+        KEY_A,
+        SHORT_KEY,
+        BOT_TOKEN,
+        &cookie,
+        &session_id,
+        &telegram_hash,
+        ANNA,
+        IP,
+    ]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Security headers (also checked on every response by `Site::handle`)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn html_pages_carry_security_headers_and_hsts_only_off_local_http() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    let local_cookie = site.signed_in_via(local);
+    let pages = [
+        (get("/login?next=/me"), true),
+        (with_cookie(get("/me"), &cookie), true),
+        (get("/nope"), true),
+        (local(get("/login?next=/me")), false),
+        (with_cookie(local(get("/me")), &local_cookie), false),
+        (local(get("/nope")), false),
+    ];
+    for (req, hsts) in pages {
+        let resp = site.handle(&req);
+        html(&resp);
+        assert_security_headers(&resp, hsts, "strict-origin-when-cross-origin");
+    }
+}
+
+#[test]
+fn telegram_callback_responses_send_no_referrer() {
+    let site = Site::with_telegram();
+    for query in [payload(TG_NO_PASSWORD, NOW), "id=1".into()] {
+        let resp = site.telegram(&query);
+        assert_eq!(resp.header("referrer-policy"), Some("no-referrer"));
+    }
+    let resp = site.handle(&local(callback(&payload(TG_FREE, NOW))));
+    assert_security_headers(&resp, false, "no-referrer");
+}
+
+// ---------------------------------------------------------------------------------------
+// Cross-site form posts
+// ---------------------------------------------------------------------------------------
+
+/// The state-changing forms as a browser signed in as Anna sends them over `via`,
+/// each with where it redirects when accepted.
+fn state_changing_posts(via: Via, cookie: &str) -> [(Request, &'static str); 3] {
+    [
+        (via(login_request(ANNA, PASSWORD)), "/me"),
+        (with_cookie(via(post(UNLINK, &[])), cookie), "/me"),
+        (with_cookie(via(post("/logout", &[])), cookie), "/login"),
+    ]
+}
+
+/// Headers a browser adds to a form post (`origin`, `sec-fetch-site`).
+type BrowserHeaders = &'static [(&'static str, &'static str)];
+
+/// Anna signed in over `via` with Telegram linked; returns her cookie.
+fn linked_anna(site: &Site, via: Via) -> String {
+    let cookie = site.signed_in_via(via);
+    site.store.set_telegram_id(ANNA_ID, Some(TG_FREE));
+    cookie
+}
+
+#[test]
+fn state_changing_posts_are_accepted_only_from_the_site_itself() {
+    // (how the request arrives, its browser headers, accepted)
+    let cases: [(Via, BrowserHeaders, bool); 12] = [
+        (https, &[("origin", SITE_ORIGIN)], true),
+        (
+            https,
+            &[("origin", SITE_ORIGIN), ("sec-fetch-site", "same-origin")],
+            true,
+        ),
+        (https, &[("sec-fetch-site", "same-origin")], true),
+        // Neither header: not a browser form (curl, old browsers); allowed.
+        (https, &[], true),
+        (
+            local,
+            &[("origin", LOCAL_ORIGIN), ("sec-fetch-site", "same-origin")],
+            true,
+        ),
+        (https, &[("origin", EVIL)], false),
+        (
+            https,
+            &[("origin", EVIL), ("sec-fetch-site", "same-origin")],
+            false,
+        ),
+        (https, &[("origin", "null")], false),
+        (https, &[("origin", "http://localhost")], false),
+        (https, &[("sec-fetch-site", "cross-site")], false),
+        (local, &[("origin", "http://127.0.0.1")], false),
+        (local, &[("origin", EVIL)], false),
+    ];
+    for (via, headers, accepted) in cases {
+        let site = Site::new();
+        let cookie = linked_anna(&site, via);
+        let calls = site.store.call_count();
+        for (req, location) in state_changing_posts(via, &cookie) {
+            let resp = site.handle(&with_headers(req, headers));
+            if accepted {
+                assert_redirect(&resp, location);
+            } else {
+                assert_page(&resp, 403, CROSS_SITE);
+                assert_no_cookie(&resp);
+            }
+        }
+        // Accepted: the new login's session is left, the old one logged out, Telegram
+        // unlinked. Refused: the database was not even asked.
+        assert_eq!(site.store.rows().len(), 1);
+        if accepted {
+            assert_eq!(site.store.telegram_id(ANNA_ID), None);
+        } else {
+            assert_eq!(site.store.call_count(), calls, "{headers:?}");
+            assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
+            assert_eq!(
+                site.handle(&with_cookie(via(get("/me")), &cookie)).status,
+                200
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Login throttle
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn five_wrong_passwords_lock_the_account_until_the_window_ends() {
+    let site = Site::new();
+    for i in 0..5 {
+        site.now.set(NOW + i * 10);
+        site.fail_login(None, ANNA);
+    }
+    site.now.set(NOW + 100);
+    // Even the right password waits; case and spaces do not make another account.
+    for email in [ANNA, " Anna@EXAMPLE.com "] {
+        site.assert_throttled(&site.login(email, PASSWORD), 800, 14);
+    }
+    assert!(site.store.rows().is_empty());
+    // Other accounts are not affected.
+    assert_redirect(&site.login(WEAK, WEAK_PASSWORD), "/me");
+    site.now.set(NOW + 899);
+    site.assert_throttled(&site.login(ANNA, PASSWORD), 1, 1);
+    site.now.set(NOW + 900);
+    assert_redirect(&site.login(ANNA, PASSWORD), "/me");
+}
+
+#[test]
+fn successful_login_clears_the_account_counter() {
+    let site = Site::new();
+    for _ in 0..4 {
+        site.fail_login(None, ANNA);
+    }
+    assert_redirect(&site.login(ANNA, PASSWORD), "/me");
+    // Counting starts again: the fifth failure after the success is still a 401.
+    for _ in 0..5 {
+        site.fail_login(None, ANNA);
+    }
+    site.assert_throttled(&site.login(ANNA, PASSWORD), 900, 15);
+}
+
+#[test]
+fn one_address_failing_across_accounts_is_throttled_alone() {
+    let site = Site::new();
+    for i in 0..19 {
+        site.fail_login(Some(IP), &format!("guess{i}@example.com"));
+    }
+    // A success from the address does not clear the address's count.
+    assert_redirect(&site.login_from(Some(IP), ANNA, PASSWORD), "/me");
+    site.fail_login(Some(IP), "guess19@example.com");
+    site.now.set(NOW + 30);
+    for email in [ANNA, "new@example.com"] {
+        site.assert_throttled(&site.login_from(Some(IP), email, PASSWORD), 870, 15);
+    }
+    assert_redirect(&site.login_from(Some(OTHER_IP), ANNA, PASSWORD), "/me");
+    assert_redirect(&site.login(ANNA, PASSWORD), "/me");
+    // Counters are kept under hashes: no e-mail or address is stored.
+    for window in site.store.failures.borrow().iter() {
+        assert_eq!(window.key.len(), 64);
+        assert!(!window.key.contains("guess") && !window.key.contains(IP));
+    }
+}
+
+#[test]
+fn throttle_limits_and_window_come_from_settings() {
+    let site = Site::with_env(&[
+        ("LOGIN_MAX_FAILURES_PER_ACCOUNT", "2"),
+        ("LOGIN_MAX_FAILURES_PER_ADDRESS", "3"),
+        ("LOGIN_THROTTLE_WINDOW_SECS", "60"),
+    ]);
+    for _ in 0..2 {
+        site.fail_login(None, ANNA);
+    }
+    site.assert_throttled(&site.login(ANNA, PASSWORD), 60, 1);
+    for email in ["a@example.com", "b@example.com", "c@example.com"] {
+        site.fail_login(Some(IP), email);
+    }
+    site.assert_throttled(&site.login_from(Some(IP), WEAK, WEAK_PASSWORD), 60, 1);
+    site.now.set(NOW + 60);
+    assert_redirect(&site.login(ANNA, PASSWORD), "/me");
+    assert_redirect(&site.login_from(Some(IP), WEAK, WEAK_PASSWORD), "/me");
+}
+
+#[test]
+fn disabled_account_with_the_right_password_is_not_a_failure() {
+    let site = Site::new();
+    for _ in 0..6 {
+        assert_page(&site.login(DISABLED, PASSWORD), 403, ACCOUNT_DISABLED);
+    }
+    assert!(site.store.failures.borrow().is_empty());
+    // Wrong passwords count as for any account.
+    for _ in 0..5 {
+        site.fail_login(None, DISABLED);
+    }
+    site.assert_throttled(&site.login(DISABLED, PASSWORD), 900, 15);
+}
+
+#[test]
+fn throttle_store_failures_only_log_when_writing() {
+    for (op, email, password, status, log) in [
+        (
+            "record_login_failure",
+            ANNA,
+            "wrong password",
+            401,
+            "login failure not recorded: simulated failure in record_login_failure",
+        ),
+        (
+            "clear_login_failures",
+            ANNA,
+            PASSWORD,
+            303,
+            "login failures not cleared: simulated failure in clear_login_failures",
+        ),
+    ] {
+        let site = Site::new();
+        site.store.fail_only(op);
+        assert_eq!(site.login(email, password).status, status, "{op}");
+        assert_eq!(site.logs(), [log]);
+    }
+    // Reading the counters fails: 503 before any password is checked.
+    let site = Site::new();
+    site.store.fail_only("login_failures");
+    assert_unavailable(&site, &site.login(ANNA, PASSWORD));
+    assert!(!site.store.called("user_for_login"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Telegram sign-in
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn telegram_sign_in_of_a_linked_account_starts_a_telegram_session() {
+    let site = Site::with_telegram();
+    let cookie = site.telegram_signed_in(TG_NO_PASSWORD);
+    let claims = claims_of(KEY_A, &cookie);
+    assert_eq!(claims.user_id, NO_PASSWORD_ID);
+    assert_eq!(claims.method, AuthMethod::Telegram);
+    let rows = site.store.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].row_key, sha256_hex(&claims.session_id));
+    assert_eq!(rows[0].user_id, NO_PASSWORD_ID);
+    assert_eq!(rows[0].method, AuthMethod::Telegram);
+    assert_eq!((rows[0].created_at, rows[0].expires_at), (NOW, NOW + TTL));
+
+    let body = site.me_html(&cookie);
+    assert!(body.contains("Без пароля"));
+    assert!(body.contains("через Telegram"));
+    // The id beyond 32 bits comes through whole.
+    assert!(body.contains(&linked_id(TG_NO_PASSWORD)), "{body}");
+    // Without a password Telegram is the only way in: no unlink button.
+    assert!(!body.contains(UNLINK));
+    assert!(!body.contains(WIDGET));
+    assert!(site.logs().is_empty(), "{:?}", site.logs());
+}
+
+#[test]
+fn telegram_payload_with_cyrillic_names_and_plus_spaces_is_accepted() {
+    let site = Site::with_telegram();
+    let (id, auth_date) = (TG_NO_PASSWORD.to_string(), NOW.to_string());
+    let fields = [
+        ("id", id.as_str()),
+        ("first_name", "Анна Мария"),
+        ("last_name", "Иванова-Петрова"),
+        ("auth_date", auth_date.as_str()),
+    ];
+    let query = signed_query(&fields, BOT_TOKEN).replace("%20", "+");
+    assert!(query.contains("%B0+%D0"), "{query}");
+    assert_redirect(&site.telegram(&query), "/me");
+}
+
+#[test]
+fn telegram_sign_in_is_refused_for_unlinked_and_disabled_accounts() {
+    let site = Site::with_telegram();
+    let resp = site.telegram(&payload(TG_FREE, NOW));
+    assert_telegram_refused(&resp, TG_NOT_LINKED);
+    assert!(html(&resp).contains("Войдите по e-mail и паролю"));
+    assert_telegram_refused(&site.telegram(&payload(TG_DISABLED, NOW)), ACCOUNT_DISABLED);
+    assert!(site.store.rows().is_empty());
+    assert!(!site.store.called("create_session"));
+}
+
+#[test]
+fn telegram_payload_must_be_fresh_and_not_from_the_future() {
+    let custom_age = [TELEGRAM_ENV, &[("TELEGRAM_AUTH_MAX_AGE_SECS", "60")]].concat();
+    for (vars, max_age) in [(TELEGRAM_ENV.to_vec(), 600), (custom_age, 60)] {
+        let site = Site::with_env(&vars);
+        for (auth_date, refusal) in [
+            (NOW - max_age - 1, Some(TG_EXPIRED)),
+            (NOW + 61, Some(TG_INVALID)),
+            (NOW - max_age, None),
+            (NOW + 60, None),
+        ] {
+            let resp = site.telegram(&payload(TG_NO_PASSWORD, auth_date));
+            match refusal {
+                Some(text) => assert_telegram_refused(&resp, text),
+                None => assert_redirect(&resp, "/me"),
+            }
+        }
+        assert_eq!(site.store.rows().len(), 2, "max age {max_age}");
+    }
+}
+
+#[test]
+fn tampered_unsigned_or_foreign_payloads_are_invalid() {
+    let site = Site::with_telegram();
+    let good = payload(TG_NO_PASSWORD, NOW);
+    let (id, auth_date) = (TG_NO_PASSWORD.to_string(), NOW.to_string());
+    let unsigned = good.split("&hash=").next().unwrap().to_owned();
+    for bad in [
+        good.replace(
+            &format!("id={TG_NO_PASSWORD}"),
+            &format!("id={TG_DISABLED}"),
+        ),
+        good.replace("username=anna_p", "username=anna_q"),
+        good.replace(
+            &format!("auth_date={NOW}"),
+            &format!("auth_date={}", NOW - 1),
+        ),
+        format!("{good}&extra=1"),
+        format!("{good}&id={TG_NO_PASSWORD}"),
+        unsigned.clone(),
+        format!("{unsigned}&hash="),
+        signed_query(
+            &[("id", id.as_str()), ("auth_date", auth_date.as_str())],
+            "654321:another-bot",
+        ),
+        String::new(),
+    ] {
+        assert_telegram_refused(&site.telegram(&bad), TG_INVALID);
+    }
+    assert!(site.store.rows().is_empty());
+    assert!(!site.store.called("consume_telegram_hash"));
+    // Refusals used nothing up: the genuine payload still works.
+    assert_redirect(&site.telegram(&good), "/me");
+}
+
+#[test]
+fn each_telegram_payload_signs_in_once() {
+    let site = Site::with_telegram();
+    let query = payload(TG_NO_PASSWORD, NOW);
+    assert_redirect(&site.telegram(&query), "/me");
+    let hash = query.rsplit("hash=").next().unwrap();
+    for replay in [query.clone(), query.replace(hash, &hash.to_uppercase())] {
+        assert_telegram_refused(&site.telegram(&replay), TG_INVALID);
+    }
+    assert_eq!(site.store.rows().len(), 1);
+    // The hash is remembered as long as the payload is fresh, even when another
+    // sign-in prunes the used hashes at that last moment.
+    site.now.set(NOW + 600);
+    site.telegram_signed_in(TG_NO_PASSWORD);
+    assert_telegram_refused(&site.telegram(&query), TG_INVALID);
+    site.now.set(NOW + 601);
+    assert_telegram_refused(&site.telegram(&query), TG_EXPIRED);
+    assert_eq!(site.store.rows().len(), 2);
+}
+
+#[test]
+fn telegram_without_a_bot_token_is_503_and_logged() {
+    let site = Site::with_env(&[("TELEGRAM_BOT_USERNAME", BOT)]);
+    let resp = site.telegram(&payload(TG_NO_PASSWORD, NOW));
+    assert_page(&resp, 503, "Вход через Telegram не настроен");
+    assert_no_cookie(&resp);
+    let logs = site.logs();
+    assert_eq!(logs.len(), 1);
+    assert!(logs[0].contains("TELEGRAM_BOT_TOKEN"), "{logs:?}");
+    assert!(site.store.calls.borrow().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Linking and unlinking Telegram
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn signed_in_student_links_telegram_through_the_callback() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    assert!(site.me_html(&cookie).contains(WIDGET));
+
+    let resp = site.telegram_as(&cookie, &payload(TG_FREE, NOW));
+    assert_redirect(&resp, "/me");
+    assert_no_cookie(&resp);
+    assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
+    assert_eq!(site.store.rows().len(), 1);
+    let body = site.me_html(&cookie);
+    assert!(body.contains(&linked_id(TG_FREE)), "{body}");
+    assert!(body.contains(&format!(r#"<form method="post" action="{UNLINK}">"#)));
+    assert!(!body.contains(WIDGET));
+
+    // From now on Telegram alone signs Anna in, and she may still unlink.
+    site.now.set(NOW + 1);
+    let telegram_cookie = site.telegram_signed_in(TG_FREE);
+    assert_eq!(claims_of(KEY_A, &telegram_cookie).user_id, ANNA_ID);
+    let body = site.me_html(&telegram_cookie);
+    assert!(body.contains("через Telegram"));
+    assert!(body.contains(UNLINK));
+}
+
+#[test]
+fn linking_someone_elses_telegram_is_409_and_changes_nothing() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    let resp = site.telegram_as(&cookie, &payload(TG_NO_PASSWORD, NOW));
+    assert_page(&resp, 409, "Этот Telegram уже привязан");
+    assert_no_cookie(&resp);
+    assert_eq!(site.store.telegram_id(ANNA_ID), None);
+    assert_eq!(site.store.telegram_id(NO_PASSWORD_ID), Some(TG_NO_PASSWORD));
+    assert_eq!(site.store.rows().len(), 1);
+    assert!(site.me_html(&cookie).contains("Анна Петрова"));
+}
+
+#[test]
+fn unlink_removes_telegram_from_an_account_with_a_password() {
+    let site = Site::with_telegram();
+    let cookie = linked_anna(&site, https);
+    let resp = site.unlink(&cookie);
+    assert_redirect(&resp, "/me");
+    assert_no_cookie(&resp);
+    assert_eq!(site.store.telegram_id(ANNA_ID), None);
+    let body = site.me_html(&cookie);
+    assert!(body.contains(WIDGET));
+    assert!(!body.contains("telegram-id"));
+    // The Telegram account no longer signs in.
+    assert_telegram_refused(&site.telegram(&payload(TG_FREE, NOW)), TG_NOT_LINKED);
+}
+
+#[test]
+fn telegram_only_account_cannot_unlink() {
+    let site = Site::with_telegram();
+    let cookie = site.telegram_signed_in(TG_NO_PASSWORD);
+    let resp = site.unlink(&cookie);
+    assert_page(&resp, 409, "Нельзя отвязать Telegram");
+    assert_no_cookie(&resp);
+    assert_eq!(site.store.telegram_id(NO_PASSWORD_ID), Some(TG_NO_PASSWORD));
+    assert!(!site.store.called("unlink_telegram"));
+}
+
+#[test]
+fn unlink_without_a_session_sends_to_login() {
+    let site = Site::with_telegram();
+    site.store.set_telegram_id(ANNA_ID, Some(TG_FREE));
+    let resp = site.handle(&post(UNLINK, &[]));
+    assert_redirect(&resp, TO_LOGIN);
+    assert_no_cookie(&resp);
+    assert_rejected(&site.unlink("garbage"));
+    assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
+    assert!(!site.store.called("unlink_telegram"));
+}
+
+#[test]
+fn me_offers_the_link_widget_only_with_a_bot_and_nothing_linked() {
+    let without_bot = Site::new();
+    let body = without_bot.me_html(&without_bot.signed_in());
+    assert!(!body.contains("data-telegram-login"));
+    assert!(body.contains("Вход через Telegram на этом сайте не настроен"));
+
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    let body = site.me_html(&cookie);
+    assert!(body.contains(WIDGET));
+    assert!(body.contains(&format!(r#"data-auth-url="{CALLBACK}""#)));
+    site.store.set_telegram_id(ANNA_ID, Some(TG_FREE));
+    assert!(!site.me_html(&cookie).contains("data-telegram-login"));
+}
+
+#[test]
+fn login_page_with_next_shows_the_widget_when_a_bot_is_set() {
+    for (site, shown) in [(Site::new(), false), (Site::with_telegram(), true)] {
+        let resp = site.handle(&get("/login?next=/me"));
+        let body = html(&resp);
+        assert_eq!(body.contains(WIDGET), shown);
+        assert_eq!(body.contains("telegram-widget.js"), shown);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The local development page for Telegram
+// ---------------------------------------------------------------------------------------
+
+/// Telegram configured and the development page switched on.
+fn dev_site() -> Site {
+    Site::with_env(&[TELEGRAM_ENV, &[("DEV_TELEGRAM_LOGIN", "1")]].concat())
+}
+
+#[test]
+fn dev_telegram_page_exists_only_when_enabled_and_on_local_http() {
+    let on = dev_site();
+    let off = Site::with_telegram();
+    let dev = || get(&format!("/dev/telegram?id={TG_NO_PASSWORD}&first_name=x"));
+    let https_loopback = |req| Request {
+        scheme: "https".into(),
+        ..local(req)
+    };
+    let http_public = |req| Request {
+        host: "course.example.com".into(),
+        ..local(req)
+    };
+    for (site, req) in [
+        (&on, dev()),
+        (&on, https_loopback(dev())),
+        (&on, http_public(dev())),
+        (&off, local(dev())),
+        (&off, local(get("/dev/telegram"))),
+    ] {
+        let resp = site.handle(&req);
+        assert_page(&resp, 404, NOT_FOUND);
+        assert_no_cookie(&resp);
+    }
+    let resp = on.handle(&local(get("/dev/telegram")));
+    assert_page(&resp, 200, r#"action="/dev/telegram""#);
+    assert!(on.store.calls.borrow().is_empty());
+    assert!(off.store.calls.borrow().is_empty());
+
+    let no_token = Site::with_env(&[("DEV_TELEGRAM_LOGIN", "1")]);
+    assert_page(
+        &no_token.handle(&local(get("/dev/telegram"))),
+        503,
+        "TELEGRAM_BOT_TOKEN",
+    );
+}
+
+#[test]
+fn dev_telegram_page_signs_a_payload_that_the_callback_accepts() {
+    let site = dev_site();
+    let name = encode_component("Тест Тестов");
+    let resp = site.handle(&local(get(&format!(
+        "/dev/telegram?id={TG_NO_PASSWORD}&first_name={name}"
+    ))));
+    assert_eq!(resp.status, 303, "{resp:?}");
+    let location = resp.header("location").unwrap().to_owned();
+    let query = location
+        .strip_prefix(&format!("{CALLBACK}?"))
+        .expect("redirects to the callback");
+    let login = telegram::verify(query, BOT_TOKEN, NOW, 600).expect("a valid payload");
+    assert_eq!(login.id, TG_NO_PASSWORD);
+    assert_eq!(login.auth_date, NOW);
+    assert_eq!(login.first_name.as_deref(), Some("Тест Тестов"));
+    assert!(site.store.rows().is_empty());
+
+    let resp = site.handle(&local(get(&location)));
+    assert_redirect(&resp, "/me");
+    let cookie = session_cookie(&resp, COOKIE_LOCAL, LOCAL_ATTRS, TTL);
+    assert_eq!(site.store.rows()[0].method, AuthMethod::Telegram);
+    let resp = site.handle(&with_cookie(local(get("/me")), &cookie));
+    assert_page(&resp, 200, "через Telegram");
 }

@@ -46,6 +46,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         method,
         scheme: url.scheme().to_owned(),
         host: url.host_str().unwrap_or("").to_owned(),
+        port: url.port(),
         path: url.path().to_owned(),
         query: url.query().map(str::to_owned),
         headers: req
@@ -60,7 +61,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         setting(&env, "SECRET_KEY").as_deref(),
         setting(&env, "SECRET_KEY_PREVIOUS").as_deref(),
     );
-    let settings = Settings::from_env(setting(&env, "SESSION_TTL_DAYS").as_deref());
+    let settings = Settings::from_env(|name| setting(&env, name));
     let store = store::D1Store::new(env.d1("DB"));
     let log = |line: &str| console_error!("{line}");
     let app = App {

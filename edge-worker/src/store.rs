@@ -1,8 +1,12 @@
 //! [`Store`] over Cloudflare D1. Integers are bound as JS numbers (`f64`): D1 rejects
 //! BigInt, and every id here fits in 53 bits.
 
-use course_core::app::{LoginUser, NewSession, Store, StoreError, StoredSession, VideoAccess};
+use course_core::app::{
+    FailureWindow, LinkOutcome, LoginUser, NewSession, Store, StoreError, StoredSession,
+    TelegramAccount, VideoAccess,
+};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
 
@@ -26,11 +30,19 @@ struct LoginRow {
 }
 
 #[derive(Deserialize)]
+struct TelegramRow {
+    id: i64,
+    disabled: i64,
+}
+
+#[derive(Deserialize)]
 struct SessionRow {
     user_id: i64,
     expires_at: i64,
     user_name: String,
     user_disabled: i64,
+    telegram_id: Option<i64>,
+    has_password: i64,
 }
 
 #[derive(Deserialize)]
@@ -38,6 +50,19 @@ struct VideoRow {
     title: String,
     media_code: String,
     granted: i64,
+}
+
+#[derive(Deserialize)]
+struct FailureRow {
+    key: String,
+    window_start: i64,
+    failures: i64,
+}
+
+#[derive(Deserialize)]
+struct HashRow {
+    #[allow(dead_code)] // only its presence matters
+    hash: String,
 }
 
 impl D1Store {
@@ -54,18 +79,47 @@ impl D1Store {
     fn statement(&self, sql: &str, args: &[JsValue]) -> Result<D1PreparedStatement, StoreError> {
         self.db()?.prepare(sql).bind(args).map_err(err)
     }
+
+    async fn run(&self, sql: &str, args: &[JsValue]) -> Result<(), StoreError> {
+        self.statement(sql, args)?.run().await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn first<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Option<T>, StoreError> {
+        self.statement(sql, args)?.first(None).await.map_err(err)
+    }
+
+    async fn all<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Vec<T>, StoreError> {
+        self.statement(sql, args)?
+            .all()
+            .await
+            .map_err(err)?
+            .results()
+            .map_err(err)
+    }
+
+    async fn batch(&self, statements: Vec<D1PreparedStatement>) -> Result<(), StoreError> {
+        self.db()?.batch(statements).await.map_err(err)?;
+        Ok(())
+    }
 }
 
 impl Store for D1Store {
     async fn user_for_login(&self, email: &str) -> Result<Option<LoginUser>, StoreError> {
         let row: Option<LoginRow> = self
-            .statement(
+            .first(
                 "SELECT id, password_hash, disabled_at IS NOT NULL AS disabled FROM users WHERE email = ?1",
                 &[email.into()],
-            )?
-            .first(None)
-            .await
-            .map_err(err)?;
+            )
+            .await?;
         Ok(row.map(|r| LoginUser {
             id: r.id,
             password_hash: r.password_hash,
@@ -73,15 +127,28 @@ impl Store for D1Store {
         }))
     }
 
+    async fn user_by_telegram(
+        &self,
+        telegram_id: i64,
+    ) -> Result<Option<TelegramAccount>, StoreError> {
+        let row: Option<TelegramRow> = self
+            .first(
+                "SELECT id, disabled_at IS NOT NULL AS disabled FROM users WHERE telegram_id = ?1",
+                &[num(telegram_id)],
+            )
+            .await?;
+        Ok(row.map(|r| TelegramAccount {
+            id: r.id,
+            disabled: r.disabled != 0,
+        }))
+    }
+
     async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
-        self.statement(
+        self.run(
             "UPDATE users SET password_hash = ?2 WHERE id = ?1",
             &[num(user_id), hash.into()],
-        )?
-        .run()
+        )
         .await
-        .map_err(err)?;
-        Ok(())
     }
 
     async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
@@ -99,62 +166,52 @@ impl Store for D1Store {
                 num(s.expires_at),
             ],
         )?;
-        self.db()?.batch(vec![prune, insert]).await.map_err(err)?;
-        Ok(())
+        self.batch(vec![prune, insert]).await
     }
 
     async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError> {
         let row: Option<SessionRow> = self
-            .statement(
+            .first(
                 "SELECT s.user_id, s.expires_at, \
                  COALESCE(NULLIF(TRIM(u.name), ''), u.email, 'Студент') AS user_name, \
-                 u.disabled_at IS NOT NULL AS user_disabled \
+                 u.disabled_at IS NOT NULL AS user_disabled, u.telegram_id, \
+                 u.password_hash IS NOT NULL AS has_password \
                  FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
                 &[row_key.into()],
-            )?
-            .first(None)
-            .await
-            .map_err(err)?;
+            )
+            .await?;
         Ok(row.map(|r| StoredSession {
             user_id: r.user_id,
             expires_at: r.expires_at,
             user_name: r.user_name,
             user_disabled: r.user_disabled != 0,
+            telegram_id: r.telegram_id,
+            has_password: r.has_password != 0,
         }))
     }
 
     async fn extend_session(&self, row_key: &str, expires_at: i64) -> Result<(), StoreError> {
-        self.statement(
+        self.run(
             "UPDATE sessions SET expires_at = ?2 WHERE id = ?1",
             &[row_key.into(), num(expires_at)],
-        )?
-        .run()
+        )
         .await
-        .map_err(err)?;
-        Ok(())
     }
 
     async fn delete_session(&self, row_key: &str) -> Result<(), StoreError> {
-        self.statement("DELETE FROM sessions WHERE id = ?1", &[row_key.into()])?
-            .run()
+        self.run("DELETE FROM sessions WHERE id = ?1", &[row_key.into()])
             .await
-            .map_err(err)?;
-        Ok(())
     }
 
     async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError> {
         let rows: Vec<VideoRow> = self
-            .statement(
+            .all(
                 "SELECT v.title, v.media_code, g.user_id IS NOT NULL AS granted \
                  FROM videos v LEFT JOIN grants g ON g.video_id = v.id AND g.user_id = ?1 \
                  ORDER BY v.position, v.id",
                 &[num(user_id)],
-            )?
-            .all()
-            .await
-            .map_err(err)?
-            .results()
-            .map_err(err)?;
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| VideoAccess {
@@ -163,5 +220,111 @@ impl Store for D1Store {
                 granted: r.granted != 0,
             })
             .collect())
+    }
+
+    async fn consume_telegram_hash(
+        &self,
+        hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(
+            "DELETE FROM telegram_logins WHERE expires_at <= ?1",
+            &[num(now)],
+        )
+        .await?;
+        let inserted: Option<HashRow> = self
+            .first(
+                "INSERT INTO telegram_logins (hash, expires_at) VALUES (?1, ?2) \
+                 ON CONFLICT (hash) DO NOTHING RETURNING hash",
+                &[hash.into(), num(expires_at)],
+            )
+            .await?;
+        Ok(inserted.is_some())
+    }
+
+    async fn link_telegram(
+        &self,
+        user_id: i64,
+        telegram_id: i64,
+    ) -> Result<LinkOutcome, StoreError> {
+        let owner: Option<TelegramRow> = self
+            .first(
+                "SELECT id, 0 AS disabled FROM users WHERE telegram_id = ?1",
+                &[num(telegram_id)],
+            )
+            .await?;
+        match owner {
+            Some(o) if o.id != user_id => Ok(LinkOutcome::TakenByOther),
+            Some(_) => Ok(LinkOutcome::Linked),
+            None => {
+                self.run(
+                    "UPDATE users SET telegram_id = ?2 WHERE id = ?1",
+                    &[num(user_id), num(telegram_id)],
+                )
+                .await?;
+                Ok(LinkOutcome::Linked)
+            }
+        }
+    }
+
+    async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError> {
+        self.run(
+            "UPDATE users SET telegram_id = NULL WHERE id = ?1",
+            &[num(user_id)],
+        )
+        .await
+    }
+
+    async fn login_failures(&self, keys: &[String]) -> Result<Vec<FailureWindow>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
+        let args: Vec<JsValue> = keys.iter().map(|k| k.as_str().into()).collect();
+        let rows: Vec<FailureRow> = self
+            .all(
+                &format!(
+                    "SELECT key, window_start, failures FROM login_failures WHERE key IN ({})",
+                    placeholders.join(", ")
+                ),
+                &args,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FailureWindow {
+                key: r.key,
+                window_start: r.window_start,
+                failures: r.failures,
+            })
+            .collect())
+    }
+
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_secs: i64,
+    ) -> Result<(), StoreError> {
+        let mut statements = vec![self.statement(
+            "DELETE FROM login_failures WHERE window_start <= ?1",
+            &[num(now - window_secs)],
+        )?];
+        for key in keys {
+            statements.push(self.statement(
+                "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 failures = CASE WHEN window_start <= ?2 - ?3 THEN 1 ELSE failures + 1 END, \
+                 window_start = CASE WHEN window_start <= ?2 - ?3 THEN ?2 ELSE window_start END",
+                &[key.as_str().into(), num(now), num(window_secs)],
+            )?);
+        }
+        self.batch(statements).await
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.run("DELETE FROM login_failures WHERE key = ?1", &[key.into()])
+            .await
     }
 }

@@ -29,4 +29,8 @@ pub(crate) struct BuildArgs {
     /// writes are replaced, others are left alone).
     #[arg(long, default_value = "dist")]
     pub(crate) out: PathBuf,
+    /// The worker's wrangler.toml: its `[vars]` say which Telegram bot the login page
+    /// shows (`TELEGRAM_BOT_USERNAME`), so the static page and the worker agree.
+    #[arg(long, default_value = "wrangler.toml")]
+    pub(crate) wrangler: PathBuf,
 }

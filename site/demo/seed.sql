@@ -15,3 +15,12 @@ INSERT INTO grants (user_id, video_id, source)
     SELECT id, v.video_id, 'stepik' FROM users, (SELECT 'intro' AS video_id UNION ALL SELECT 'basics') AS v
     WHERE email = 'demo@example.com'
 ON CONFLICT (user_id, video_id) DO NOTHING;
+
+-- A student who signs in only with Telegram (locally through /dev/telegram, id 5000000001).
+INSERT INTO users (email, password_hash, name, telegram_id) VALUES
+    (NULL, NULL, 'Борис Телеграмов', 5000000001)
+ON CONFLICT (telegram_id) DO UPDATE SET name = excluded.name, disabled_at = NULL;
+
+INSERT INTO grants (user_id, video_id, source)
+    SELECT id, 'intro', 'manual' FROM users WHERE telegram_id = 5000000001
+ON CONFLICT (user_id, video_id) DO NOTHING;

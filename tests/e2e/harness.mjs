@@ -1,6 +1,7 @@
 // Starts the real worker in workerd through `wrangler dev`, with its own migrated local
 // D1 in a temporary directory, and gives tests a way to talk to it and to its database.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,13 @@ export const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
 const GENERATOR = join(ROOT, 'target/debug/generator');
 export const TEST_SECRET = 'e2e-secret-key-0123456789abcdefghijklmnopqrstuvwxyz';
+export const TEST_BOT_TOKEN = '123456:e2e-test-token-for-the-local-widget';
+export const TEST_VARS = {
+  SECRET_KEY: TEST_SECRET,
+  TELEGRAM_BOT_TOKEN: TEST_BOT_TOKEN,
+  TELEGRAM_BOT_USERNAME: 'course_test_bot',
+  DEV_TELEGRAM_LOGIN: '1',
+};
 
 const quietEnv = {
   ...process.env,
@@ -45,7 +53,7 @@ export const sql = (value) =>
  * Starts a worker. `vars` become the worker's settings (SECRET_KEY etc.) instead of
  * anything in .dev.vars. Returns { url, d1(sqlText), fetch(path, init), stop() }.
  */
-export async function startWorker({ vars = { SECRET_KEY: TEST_SECRET } } = {}) {
+export async function startWorker({ vars = TEST_VARS } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'course-e2e-'));
   const persist = join(dir, 'state');
   const envFile = join(dir, 'test.env');
@@ -133,4 +141,16 @@ export function form(fields) {
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams(fields).toString(),
   };
+}
+
+/**
+ * A Telegram Login Widget redirect query for `fields`, signed with `token` the way
+ * Telegram does (an implementation independent of the worker's, in node:crypto).
+ */
+export function telegramQuery(fields, token = TEST_BOT_TOKEN) {
+  const entries = Object.entries(fields).map(([k, v]) => [k, String(v)]);
+  const check = [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join('\n');
+  const secret = createHash('sha256').update(token).digest();
+  const hash = createHmac('sha256', secret).update(check).digest('hex');
+  return new URLSearchParams([...entries, ['hash', hash]]).toString();
 }

@@ -1,0 +1,357 @@
+//! The dynamic routes as plain async Rust over a [`Store`]: password and Telegram
+//! sign-in, /me, logout. The worker supplies the store (D1), the clock and the
+//! request; tests supply their own.
+
+mod login;
+mod me;
+mod settings;
+mod store;
+mod telegram;
+
+pub use settings::*;
+pub use store::*;
+
+use crate::headers;
+use crate::http::{Body, Method, Request, Response};
+use crate::pages::{ErrorView, Pages, RenderError};
+use crate::session::{self, AuthMethod, KeyError, SessionClaims, SessionKeys};
+
+/// Cookie name in production: `__Host-` pins it to this host, `Secure` and `Path=/`.
+pub const COOKIE_SECURE: &str = "__Host-session";
+/// Cookie name on plain-http loopback development only.
+pub const COOKIE_LOCAL: &str = "session";
+/// A session is renewed (sliding expiry) at most this often.
+pub const RENEW_AFTER_SECS: i64 = 3_600;
+/// Where Boomstream's player lives.
+pub const BOOMSTREAM_PLAYER: &str = "https://play.boomstream.com/";
+
+/// Everything one request is handled with.
+pub struct App<'a, S: Store> {
+    /// The database.
+    pub store: &'a S,
+    /// Signing keys, or why there are none (then session routes answer 503).
+    pub keys: Result<&'a SessionKeys, &'a KeyError>,
+    /// Settings, or what is wrong with them.
+    pub settings: Result<&'a Settings, &'a str>,
+    /// Templates.
+    pub pages: &'a Pages,
+    /// Current time, Unix seconds.
+    pub now: i64,
+    /// Where operational problems are reported (never with secrets).
+    pub log: &'a dyn Fn(&str),
+}
+
+/// A valid session found on a request.
+struct Current {
+    claims: SessionClaims,
+    row: StoredSession,
+    /// A renewed cookie to send, when the session slid forward.
+    renewed: Option<String>,
+}
+
+enum SessionCheck {
+    /// No session cookie at all.
+    Absent,
+    /// A cookie that is bad, expired or revoked: clear it.
+    Invalid,
+    Valid(Box<Current>),
+}
+
+/// Keys and settings, both usable.
+type Ready<'a> = (&'a SessionKeys, &'a Settings);
+
+impl<S: Store> App<'_, S> {
+    /// Handles one request to a dynamic route.
+    pub async fn handle(&self, req: &Request) -> Response {
+        let no_referrer = req.path == "/login/telegram/callback";
+        let response = if req.method == Method::Post && !req.is_same_origin() {
+            self.error_page(
+                403,
+                "Запрос отклонён",
+                "Форма отправлена с другого сайта. Откройте страницу входа на этом сайте и попробуйте ещё раз.",
+            )
+        } else {
+            self.route(req).await
+        };
+        finish(response, !req.is_local_http(), no_referrer)
+    }
+
+    async fn route(&self, req: &Request) -> Response {
+        use Method::{Get, Head, Post};
+        match (req.path.as_str(), req.method) {
+            ("/login", Get | Head) => self.login_page(req),
+            ("/login", Post) => self.login(req).await,
+            ("/login/telegram/callback", Get | Head) => self.telegram_callback(req).await,
+            ("/me", Get | Head) => self.me(req).await,
+            ("/me/telegram/unlink", Post) => self.unlink_telegram(req).await,
+            ("/logout", Get | Head) => self.page(200, self.pages.logout()),
+            ("/logout", Post) => self.logout(req).await,
+            ("/dev/telegram", Get | Head) => self.dev_telegram(req),
+            ("/login" | "/me" | "/logout", _) => self
+                .error_page(
+                    405,
+                    "Метод не поддерживается",
+                    "Эта страница принимает только GET и POST.",
+                )
+                .with_header("allow", "GET, HEAD, POST"),
+            ("/login/telegram/callback" | "/dev/telegram", _) => self
+                .error_page(
+                    405,
+                    "Метод не поддерживается",
+                    "Эта страница принимает только GET.",
+                )
+                .with_header("allow", "GET, HEAD"),
+            ("/me/telegram/unlink", _) => self
+                .error_page(
+                    405,
+                    "Метод не поддерживается",
+                    "Эта страница принимает только POST.",
+                )
+                .with_header("allow", "POST"),
+            _ => self.not_found(),
+        }
+    }
+
+    fn ready(&self) -> Result<Ready<'_>, Response> {
+        match (self.keys, self.settings) {
+            (Ok(k), Ok(s)) => Ok((k, s)),
+            _ => Err(self.misconfigured()),
+        }
+    }
+
+    /// Creates a fresh session (new id: no fixation) and returns the response that
+    /// sets its cookie and redirects. A session this browser already had is ended, so
+    /// signing in again leaves no orphan.
+    async fn start_session(
+        &self,
+        req: &Request,
+        user_id: i64,
+        method: AuthMethod,
+        location: &str,
+    ) -> Response {
+        let (keys, settings) = match self.ready() {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        let session_id = match session::new_session_id() {
+            Ok(id) => id,
+            Err(e) => {
+                (self.log)(&format!("no randomness for a session id: {e}"));
+                return self.error_page(
+                    503,
+                    "Сервис временно недоступен",
+                    "Попробуйте ещё раз через минуту.",
+                );
+            }
+        };
+        let claims = SessionClaims {
+            session_id,
+            user_id,
+            method,
+            issued_at: self.now,
+            expires_at: self.now + settings.session_ttl_secs,
+        };
+        let row = NewSession {
+            row_key: claims.row_key(),
+            user_id,
+            method,
+            created_at: self.now,
+            expires_at: claims.expires_at,
+        };
+        if let Some(old) = req
+            .cookie(cookie_name(req))
+            .and_then(|v| keys.verify(v, i64::MIN))
+            && let Err(e) = self.store.delete_session(&old.claims.row_key()).await
+        {
+            (self.log)(&format!("replaced session not deleted: {e}"));
+        }
+        if let Err(e) = self.store.create_session(&row).await {
+            return self.unavailable(&e);
+        }
+        Response::see_other(location).with_header(
+            "set-cookie",
+            cookie_header(req, &keys.sign(&claims), settings.session_ttl_secs),
+        )
+    }
+
+    async fn check_session(&self, req: &Request) -> Result<SessionCheck, Response> {
+        let Some(value) = req.cookie(cookie_name(req)) else {
+            return Ok(SessionCheck::Absent);
+        };
+        let (keys, settings) = self.ready()?;
+        let Some(verified) = keys.verify(value, self.now) else {
+            return Ok(SessionCheck::Invalid);
+        };
+        let row_key = verified.claims.row_key();
+        let row = match self.store.session(&row_key).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(SessionCheck::Invalid),
+            Err(e) => return Err(self.unavailable(&e)),
+        };
+        if row.user_id != verified.claims.user_id || row.expires_at <= self.now || row.user_disabled
+        {
+            return Ok(SessionCheck::Invalid);
+        }
+        let mut claims = verified.claims;
+        let mut renewed = None;
+        if verified.needs_resigning || self.now - claims.issued_at >= RENEW_AFTER_SECS {
+            let expires_at = self.now + settings.session_ttl_secs;
+            match self.store.extend_session(&row_key, expires_at).await {
+                Ok(()) => {
+                    claims.issued_at = self.now;
+                    claims.expires_at = expires_at;
+                    renewed = Some(cookie_header(
+                        req,
+                        &keys.sign(&claims),
+                        settings.session_ttl_secs,
+                    ));
+                }
+                // Renewal is a convenience: the session is still valid without it.
+                Err(e) => (self.log)(&format!("session renewal not saved: {e}")),
+            }
+        }
+        Ok(SessionCheck::Valid(Box::new(Current {
+            claims,
+            row,
+            renewed,
+        })))
+    }
+
+    /// The signed-in student, or the response that sends them to the login page.
+    async fn require_session(&self, req: &Request, back_to: &str) -> Result<Current, Response> {
+        match self.check_session(req).await? {
+            SessionCheck::Valid(c) => Ok(*c),
+            check => {
+                let to_login = Response::see_other(&format!("/login?next={back_to}"));
+                Err(match check {
+                    SessionCheck::Invalid => {
+                        to_login.with_header("set-cookie", removal_cookie(req))
+                    }
+                    _ => to_login,
+                })
+            }
+        }
+    }
+
+    async fn logout(&self, req: &Request) -> Response {
+        if let Err(e) = self.keys {
+            // The cookie is still removed; the row cannot be found without the key.
+            (self.log)(&format!(
+                "configuration error: {e}; logout could not end the session server-side"
+            ));
+        }
+        if let (Some(value), Ok(keys)) = (req.cookie(cookie_name(req)), self.keys)
+            // Even an expired cookie names a row worth deleting.
+            && let Some(v) = keys.verify(value, i64::MIN)
+            && let Err(e) = self.store.delete_session(&v.claims.row_key()).await
+        {
+            return self.unavailable(&e);
+        }
+        Response::see_other("/login").with_header("set-cookie", removal_cookie(req))
+    }
+
+    fn page(&self, status: u16, html: Result<String, RenderError>) -> Response {
+        match html {
+            Ok(html) => Response::new(status, Body::Html(html)),
+            Err(e) => {
+                (self.log)(&format!("template error: {e}"));
+                Response::new(500, Body::Text("Внутренняя ошибка шаблона.".into()))
+            }
+        }
+    }
+
+    fn error_page(&self, status: u16, heading: &str, message: &str) -> Response {
+        let view = ErrorView {
+            heading: heading.into(),
+            message: message.into(),
+        };
+        self.page(status, self.pages.error(&view))
+    }
+
+    fn not_found(&self) -> Response {
+        self.error_page(404, "Страница не найдена", "Такой страницы на сайте нет.")
+    }
+
+    fn misconfigured(&self) -> Response {
+        match (self.keys, self.settings) {
+            (Err(e), _) => (self.log)(&format!(
+                "configuration error: {e}; set it with `wrangler secret put SECRET_KEY` (locally in .dev.vars)"
+            )),
+            (_, Err(e)) => (self.log)(&format!("configuration error: {e}")),
+            _ => {}
+        }
+        self.error_page(
+            503,
+            "Сайт настроен неверно",
+            "Вход временно невозможен: сайт не настроен. Администратор уже видит эту ошибку в журнале.",
+        )
+    }
+
+    fn unavailable(&self, e: &StoreError) -> Response {
+        (self.log)(&format!("database error: {e}"));
+        self.error_page(
+            503,
+            "Сервис временно недоступен",
+            "Не удалось обратиться к базе данных. Попробуйте ещё раз через минуту.",
+        )
+        .with_header("retry-after", "30")
+    }
+}
+
+/// Headers every dynamic response gets: content type, security headers on HTML, and
+/// no caching of anything that carries or depends on a session.
+fn finish(mut resp: Response, hsts: bool, no_referrer: bool) -> Response {
+    let content_type = match resp.body {
+        Body::Html(_) => Some("text/html; charset=utf-8"),
+        Body::Text(_) => Some("text/plain; charset=utf-8"),
+        Body::Empty | Body::Asset(_) => None,
+    };
+    if let Some(ct) = content_type {
+        resp.headers.push(("content-type".into(), ct.into()));
+    }
+    for (name, value) in headers::for_html(hsts, no_referrer) {
+        resp.headers.push((name.into(), value.into()));
+    }
+    if !matches!(resp.body, Body::Asset(_)) {
+        resp.headers
+            .push(("cache-control".into(), "no-store".into()));
+    }
+    resp
+}
+
+/// Trims and lower-cases an e-mail address, the same way everywhere it is stored or looked up.
+pub fn normalise_email(raw: &str) -> String {
+    raw.trim().to_lowercase()
+}
+
+fn cookie_name(req: &Request) -> &'static str {
+    if req.is_local_http() {
+        COOKIE_LOCAL
+    } else {
+        COOKIE_SECURE
+    }
+}
+
+fn cookie_attributes(req: &Request) -> &'static str {
+    if req.is_local_http() {
+        "Path=/; HttpOnly; SameSite=Lax"
+    } else {
+        "Path=/; HttpOnly; SameSite=Lax; Secure"
+    }
+}
+
+fn cookie_header(req: &Request, value: &str, max_age: i64) -> String {
+    format!(
+        "{}={value}; {}; Max-Age={max_age}",
+        cookie_name(req),
+        cookie_attributes(req)
+    )
+}
+
+fn removal_cookie(req: &Request) -> String {
+    format!(
+        "{}=; {}; Max-Age=0",
+        cookie_name(req),
+        cookie_attributes(req)
+    )
+}

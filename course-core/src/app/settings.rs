@@ -1,0 +1,162 @@
+//! Settings read from the worker's environment (`[vars]`, secrets, `.dev.vars`).
+
+use crate::telegram::DEFAULT_MAX_AGE_SECS;
+
+/// Default lifetime of an idle session.
+pub const DEFAULT_SESSION_TTL_DAYS: i64 = 30;
+/// Failed password attempts per account per window before logins are refused.
+pub const DEFAULT_MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+/// Failed password attempts per client address per window (higher: students share
+/// addresses behind university and mobile NATs).
+pub const DEFAULT_MAX_FAILURES_PER_ADDRESS: i64 = 20;
+/// The throttle window.
+pub const DEFAULT_THROTTLE_WINDOW_SECS: i64 = 15 * 60;
+
+/// The worker's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Idle lifetime of a session in seconds (`SESSION_TTL_DAYS`).
+    pub session_ttl_secs: i64,
+    /// The bot whose Login Widget the pages show (`TELEGRAM_BOT_USERNAME`); none = no widget.
+    pub telegram_bot_username: Option<String>,
+    /// The bot's token (`TELEGRAM_BOT_TOKEN`, a secret); none = Telegram sign-in off.
+    pub telegram_bot_token: Option<String>,
+    /// Oldest accepted `auth_date` (`TELEGRAM_AUTH_MAX_AGE_SECS`).
+    pub telegram_max_age_secs: i64,
+    /// The local sign-in page for Telegram (`DEV_TELEGRAM_LOGIN=1`, honoured only on
+    /// plain-http loopback requests).
+    pub dev_telegram_login: bool,
+    /// `LOGIN_MAX_FAILURES_PER_ACCOUNT`.
+    pub max_failures_per_account: i64,
+    /// `LOGIN_MAX_FAILURES_PER_ADDRESS`.
+    pub max_failures_per_address: i64,
+    /// `LOGIN_THROTTLE_WINDOW_SECS`.
+    pub throttle_window_secs: i64,
+}
+
+impl Settings {
+    /// Reads the settings through `get` (name → value). A bad value is an error
+    /// message naming the variable.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let text = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str,
+                      default: i64,
+                      range: std::ops::RangeInclusive<i64>,
+                      unit: &str| match text(name) {
+            None => Ok(default),
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "{name} must be a whole number of {unit} from {} to {}, not {s:?}",
+                        range.start(),
+                        range.end()
+                    )
+                }),
+        };
+        let bot = text("TELEGRAM_BOT_USERNAME").map(|b| b.trim_start_matches('@').to_owned());
+        if let Some(b) = &bot
+            && !(b.len() >= 5
+                && b.len() <= 32
+                && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+        {
+            return Err(format!(
+                "TELEGRAM_BOT_USERNAME must be a bot username (5-32 letters, digits, _), not {b:?}"
+            ));
+        }
+        Ok(Settings {
+            session_ttl_secs: number(
+                "SESSION_TTL_DAYS",
+                DEFAULT_SESSION_TTL_DAYS,
+                1..=400,
+                "days",
+            )? * 86_400,
+            telegram_bot_username: bot,
+            telegram_bot_token: text("TELEGRAM_BOT_TOKEN"),
+            telegram_max_age_secs: number(
+                "TELEGRAM_AUTH_MAX_AGE_SECS",
+                DEFAULT_MAX_AGE_SECS,
+                30..=86_400,
+                "seconds",
+            )?,
+            dev_telegram_login: text("DEV_TELEGRAM_LOGIN")
+                .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
+            max_failures_per_account: number(
+                "LOGIN_MAX_FAILURES_PER_ACCOUNT",
+                DEFAULT_MAX_FAILURES_PER_ACCOUNT,
+                1..=1000,
+                "attempts",
+            )?,
+            max_failures_per_address: number(
+                "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                DEFAULT_MAX_FAILURES_PER_ADDRESS,
+                1..=100_000,
+                "attempts",
+            )?,
+            throttle_window_secs: number(
+                "LOGIN_THROTTLE_WINDOW_SECS",
+                DEFAULT_THROTTLE_WINDOW_SECS,
+                10..=86_400,
+                "seconds",
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        Settings::from_env(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.session_ttl_secs, 30 * 86_400);
+        assert_eq!(s.telegram_bot_username, None);
+        assert_eq!(s.telegram_max_age_secs, 600);
+        assert!(!s.dev_telegram_login);
+        assert_eq!(s.max_failures_per_account, 5);
+        assert_eq!(s.throttle_window_secs, 900);
+    }
+
+    #[test]
+    fn values_and_errors() {
+        let s = from(&[
+            ("SESSION_TTL_DAYS", " 7 "),
+            ("TELEGRAM_BOT_USERNAME", "@course_bot"),
+            ("DEV_TELEGRAM_LOGIN", "1"),
+            ("TELEGRAM_BOT_TOKEN", ""),
+        ])
+        .unwrap();
+        assert_eq!(s.session_ttl_secs, 7 * 86_400);
+        assert_eq!(s.telegram_bot_username.as_deref(), Some("course_bot"));
+        assert!(s.dev_telegram_login);
+        assert_eq!(s.telegram_bot_token, None);
+        assert!(
+            from(&[("SESSION_TTL_DAYS", "0")])
+                .unwrap_err()
+                .contains("SESSION_TTL_DAYS")
+        );
+        assert!(from(&[("SESSION_TTL_DAYS", "x")]).is_err());
+        assert!(
+            from(&[("TELEGRAM_AUTH_MAX_AGE_SECS", "999999")])
+                .unwrap_err()
+                .contains("TELEGRAM_AUTH_MAX_AGE_SECS")
+        );
+        assert!(from(&[("TELEGRAM_BOT_USERNAME", "bad name<script>")]).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! The seam between the routes and the database.
+
+use crate::session::AuthMethod;
+
+/// A failure of the database behind the site.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// An account as the login form needs it.
+#[derive(Debug, Clone)]
+pub struct LoginUser {
+    /// `users.id`.
+    pub id: i64,
+    /// Argon2id PHC string, if the account has a password.
+    pub password_hash: Option<String>,
+    /// Disabled accounts cannot sign in.
+    pub disabled: bool,
+}
+
+/// An account found by its Telegram id.
+#[derive(Debug, Clone)]
+pub struct TelegramAccount {
+    /// `users.id`.
+    pub id: i64,
+    /// Disabled accounts cannot sign in.
+    pub disabled: bool,
+}
+
+/// A server-side session row with the fields of its user that the pages need.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    /// Owner.
+    pub user_id: i64,
+    /// Expiry (Unix seconds).
+    pub expires_at: i64,
+    /// The owner's display name (or e-mail).
+    pub user_name: String,
+    /// True when the owner has been disabled since.
+    pub user_disabled: bool,
+    /// The owner's linked Telegram account.
+    pub telegram_id: Option<i64>,
+    /// True when the owner can sign in with a password.
+    pub has_password: bool,
+}
+
+/// A new session row.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// SHA-256 hex of the session id.
+    pub row_key: String,
+    /// Owner.
+    pub user_id: i64,
+    /// How they signed in.
+    pub method: AuthMethod,
+    /// Now.
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// A video and whether this student may watch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoAccess {
+    /// Title.
+    pub title: String,
+    /// Boomstream media code.
+    pub media_code: String,
+    /// Granted to this student.
+    pub granted: bool,
+}
+
+/// Failed password attempts counted under one throttle key in the current window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureWindow {
+    /// The throttle key (a hash of the account or client address).
+    pub key: String,
+    /// When the window started (Unix seconds).
+    pub window_start: i64,
+    /// Failures in it.
+    pub failures: i64,
+}
+
+/// The outcome of linking a Telegram account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkOutcome {
+    /// Stored on the account (or it was already there).
+    Linked,
+    /// Another account has this Telegram id; nothing changed.
+    TakenByOther,
+}
+
+/// What the routes need from the database. Every method is one small query or batch.
+#[allow(async_fn_in_trait)] // single-threaded (wasm) callers; no Send bound wanted
+pub trait Store {
+    /// The account with this (normalised) e-mail.
+    async fn user_for_login(&self, email: &str) -> Result<Option<LoginUser>, StoreError>;
+    /// The account linked to this Telegram id.
+    async fn user_by_telegram(
+        &self,
+        telegram_id: i64,
+    ) -> Result<Option<TelegramAccount>, StoreError>;
+    /// Replaces a password hash (rehash after login with outdated parameters).
+    async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError>;
+    /// Stores a new session, dropping sessions that have expired by `session.created_at`.
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+    /// The session row with this key and its user.
+    async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError>;
+    /// Moves a session's expiry.
+    async fn extend_session(&self, row_key: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Deletes a session (logout).
+    async fn delete_session(&self, row_key: &str) -> Result<(), StoreError>;
+    /// All videos in course order, with whether this user has a grant.
+    async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError>;
+    /// Records a Telegram payload hash as used until `expires_at`; false when it was
+    /// already recorded (a replay). Also forgets hashes that have expired by `now`.
+    async fn consume_telegram_hash(
+        &self,
+        hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Links a Telegram id to an account unless another account has it.
+    async fn link_telegram(
+        &self,
+        user_id: i64,
+        telegram_id: i64,
+    ) -> Result<LinkOutcome, StoreError>;
+    /// Removes the Telegram id from an account.
+    async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError>;
+    /// The current failure windows of these throttle keys.
+    async fn login_failures(&self, keys: &[String]) -> Result<Vec<FailureWindow>, StoreError>;
+    /// Counts one failure under each key: in the current window, or in a new one
+    /// starting `now` when the old one is older than `window_secs`.
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_secs: i64,
+    ) -> Result<(), StoreError>;
+    /// Forgets the failures under a key (after a successful login).
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,136 @@
+// Telegram sign-in, linking and the local development page, end to end in workerd.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { form, hashPassword, sessionCookie, sql, startWorker, telegramQuery } from './harness.mjs';
+
+const PASSWORD = 'пароль для телеграма';
+const now = () => Math.floor(Date.now() / 1000);
+let w;
+
+before(async () => {
+  w = await startWorker();
+  w.d1(`
+    INSERT INTO videos (id, title, position, media_code) VALUES ('intro', 'Введение', 1, 'MEDIAintro');
+    INSERT INTO users (id, email, password_hash, name, telegram_id) VALUES
+      (1, 'tg@example.com', NULL, 'Телеграм Только', 5000000001),
+      (2, 'pw@example.com', ${sql(hashPassword(PASSWORD))}, 'Парольная Пользовательница', NULL),
+      (3, 'off@example.com', NULL, 'Отключённый', 777);
+    UPDATE users SET disabled_at = unixepoch() WHERE id = 3;
+  `);
+});
+after(async () => {
+  await w?.stop();
+});
+
+const callback = (fields, init) => w.fetch(`/login/telegram/callback?${telegramQuery(fields)}`, init);
+const withCookie = (cookie) => ({ headers: { cookie: `session=${cookie}` } });
+
+describe('Telegram sign-in', () => {
+  test('a linked account signs in: 303 to a clean /me, session method telegram', async () => {
+    const res = await callback({ id: 5000000001, first_name: 'Анна Мария', auth_date: now() });
+    assert.equal(res.status, 303);
+    assert.equal(res.headers.get('location'), '/me');
+    assert.equal(res.headers.get('referrer-policy'), 'no-referrer');
+    const cookie = sessionCookie(res);
+    assert.ok(cookie);
+    const me = await w.fetch('/me', withCookie(cookie));
+    const html = await me.text();
+    assert.match(html, /Телеграм Только/);
+    assert.match(html, /через Telegram/);
+    assert.doesNotMatch(html, /action="\/me\/telegram\/unlink"/, 'no unlink for a Telegram-only account');
+  });
+
+  test('an unknown Telegram account: 403 with how to link', async () => {
+    const res = await callback({ id: 42, first_name: 'X', auth_date: now() });
+    assert.equal(res.status, 403);
+    assert.equal(sessionCookie(res), undefined);
+    assert.match(await res.text(), /Привязать Telegram/);
+  });
+
+  test('a disabled account: 403', async () => {
+    const res = await callback({ id: 777, auth_date: now() });
+    assert.equal(res.status, 403);
+    assert.equal(sessionCookie(res), undefined);
+  });
+
+  test('stale, future-dated, tampered and replayed payloads: 403, no session', async () => {
+    const stale = await callback({ id: 5000000001, auth_date: now() - 601 });
+    assert.equal(stale.status, 403);
+    assert.match(await stale.text(), /устарел/);
+    const future = await callback({ id: 5000000001, auth_date: now() + 120 });
+    assert.equal(future.status, 403);
+    assert.match(await future.text(), /недействительны/);
+    const tampered = telegramQuery({ id: 5000000001, first_name: 'A', auth_date: now() }).replace('first_name=A', 'first_name=B');
+    const t = await w.fetch(`/login/telegram/callback?${tampered}`);
+    assert.equal(t.status, 403);
+    const wrongToken = telegramQuery({ id: 5000000001, auth_date: now() }, '123456:another-token');
+    assert.equal((await w.fetch(`/login/telegram/callback?${wrongToken}`)).status, 403);
+    const query = telegramQuery({ id: 5000000001, auth_date: now(), username: 'anna' });
+    const first = await w.fetch(`/login/telegram/callback?${query}`);
+    assert.equal(first.status, 303);
+    const replay = await w.fetch(`/login/telegram/callback?${query}`);
+    assert.equal(replay.status, 403);
+    assert.equal(sessionCookie(replay), undefined);
+    for (const res of [stale, future, t, replay]) assert.equal(sessionCookie(res), undefined);
+  });
+
+  test('garbage queries are 403, never 500', async () => {
+    for (const q of ['', 'hash=zz', 'id=1&id=2&auth_date=1&hash=' + 'a'.repeat(64), '%FF%FE', 'x'.repeat(5000)]) {
+      const res = await w.fetch(`/login/telegram/callback?${q}`);
+      assert.equal(res.status, 403, q.slice(0, 40));
+    }
+  });
+});
+
+describe('linking', () => {
+  async function passwordSession() {
+    const res = await w.fetch('/login', form({ email: 'pw@example.com', password: PASSWORD }));
+    assert.equal(res.status, 303);
+    return sessionCookie(res);
+  }
+
+  test('a password user links Telegram, signs in with it, then unlinks', async () => {
+    const cookie = await passwordSession();
+    let html = await (await w.fetch('/me', withCookie(cookie))).text();
+    assert.match(html, /data-telegram-login="course_test_bot"/, '/me offers the link widget');
+    const link = await callback({ id: 6000000002, first_name: 'Пароль', auth_date: now() }, withCookie(cookie));
+    assert.equal(link.status, 303);
+    assert.equal(link.headers.get('location'), '/me');
+    assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: 6000000002 }]);
+    html = await (await w.fetch('/me', withCookie(cookie))).text();
+    assert.match(html, /<span id="telegram-id">6000000002<\/span>/);
+    assert.match(html, /action="\/me\/telegram\/unlink"/);
+
+    const viaTelegram = await callback({ id: 6000000002, auth_date: now() });
+    assert.equal(viaTelegram.status, 303, 'now they can sign in with Telegram');
+
+    const unlink = await w.fetch('/me/telegram/unlink', { method: 'POST', ...withCookie(cookie) });
+    assert.equal(unlink.status, 303);
+    assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: null }]);
+    const after = await callback({ id: 6000000002, auth_date: now() });
+    assert.equal(after.status, 403, 'unlinked Telegram no longer signs in');
+  });
+
+  test('a Telegram account linked to someone else is refused', async () => {
+    const cookie = await passwordSession();
+    const res = await callback({ id: 5000000001, auth_date: now() }, withCookie(cookie));
+    assert.equal(res.status, 409);
+    assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: null }]);
+    assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 1`), [{ telegram_id: 5000000001 }]);
+  });
+});
+
+describe('local development page', () => {
+  test('/dev/telegram signs a payload with the local token and signs in', async () => {
+    const page = await w.fetch('/dev/telegram');
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /Только для локальной разработки/);
+    const res = await w.fetch('/dev/telegram?id=5000000001&first_name=%D0%A2%D0%B5%D1%81%D1%82');
+    assert.equal(res.status, 303);
+    const location = res.headers.get('location');
+    assert.match(location, /^\/login\/telegram\/callback\?id=5000000001&auth_date=\d+&first_name=.+&hash=[0-9a-f]{64}$/);
+    const signedIn = await w.fetch(location);
+    assert.equal(signedIn.status, 303);
+    assert.ok(sessionCookie(signedIn));
+  });
+});
