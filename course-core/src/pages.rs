@@ -21,6 +21,7 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "error.html",
     "dev_telegram.html",
     "telegram_widget.html",
+    "link_telegram.html",
 ];
 
 /// Static files copied as they are into the assets directory.
@@ -82,6 +83,19 @@ pub struct MeView {
     pub telegram_id: Option<i64>,
     /// Unlinking is offered only to accounts that can still sign in with a password.
     pub can_unlink_telegram: bool,
+}
+
+/// The confirmation asked before linking a Telegram account.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkTelegramView {
+    /// The signed-in student.
+    pub student_name: String,
+    /// The Telegram account's name as Telegram sent it.
+    pub telegram_name: String,
+    /// Its id.
+    pub telegram_id: i64,
+    /// The widget's signed query, posted back on confirmation.
+    pub payload: String,
 }
 
 /// The local development stand-in for the Telegram widget.
@@ -175,6 +189,11 @@ impl Pages {
     /// An error page.
     pub fn error(&self, view: &ErrorView) -> Result<String, RenderError> {
         self.render("error.html", view)
+    }
+
+    /// The confirmation before linking a Telegram account.
+    pub fn link_telegram(&self, view: &LinkTelegramView) -> Result<String, RenderError> {
+        self.render("link_telegram.html", view)
     }
 
     /// The local Telegram sign-in page (development only).

@@ -56,6 +56,7 @@ const TG_FREE: i64 = 777;
 
 const CALLBACK: &str = "/login/telegram/callback";
 const UNLINK: &str = "/me/telegram/unlink";
+const LINK: &str = "/me/telegram/link";
 /// The origins of `Request::new` (https://localhost) and of `local` requests.
 const SITE_ORIGIN: &str = "https://localhost";
 const LOCAL_ORIGIN: &str = "http://127.0.0.1:8787";
@@ -551,6 +552,11 @@ impl Site {
     /// The Telegram widget's redirect with this query, signed in with `cookie`.
     fn telegram_as(&self, cookie: &str, query: &str) -> Response {
         self.handle(&with_cookie(callback(query), cookie))
+    }
+
+    /// Confirms linking: the POST the confirmation page sends.
+    fn confirm_link(&self, cookie: &str, query: &str) -> Response {
+        self.handle(&with_cookie(post(LINK, &[("payload", query)]), cookie))
     }
 
     fn unlink(&self, cookie: &str) -> Response {
@@ -1553,7 +1559,7 @@ fn database_down_is_503_with_retry_after_on_every_route() {
 
 #[test]
 fn each_failing_query_is_503_never_500() {
-    let cases: [(&str, Action); 12] = [
+    let cases: [(&str, Action); 13] = [
         ("login_failures", |site, _| site.login(ANNA, PASSWORD)),
         ("user_for_login", |site, _| site.login(ANNA, PASSWORD)),
         ("create_session", |site, _| site.login(ANNA, PASSWORD)),
@@ -1572,7 +1578,10 @@ fn each_failing_query_is_503_never_500() {
             site.telegram_as(cookie, &payload(TG_FREE, NOW))
         }),
         ("link_telegram", |site, cookie| {
-            site.telegram_as(cookie, &payload(TG_FREE, NOW))
+            site.confirm_link(cookie, &payload(TG_FREE, NOW))
+        }),
+        ("consume_telegram_hash", |site, cookie| {
+            site.confirm_link(cookie, &payload(TG_FREE, NOW))
         }),
         ("session", |site, cookie| site.unlink(cookie)),
         ("unlink_telegram", |site, cookie| site.unlink(cookie)),
@@ -2019,12 +2028,27 @@ fn telegram_without_a_bot_token_is_503_and_logged() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn signed_in_student_links_telegram_through_the_callback() {
+fn signed_in_student_links_telegram_after_confirming() {
     let site = Site::with_telegram();
     let cookie = site.signed_in();
     assert!(site.me_html(&cookie).contains(WIDGET));
 
-    let resp = site.telegram_as(&cookie, &payload(TG_FREE, NOW));
+    // The callback only asks: it can be opened by any site in the student's browser.
+    let query = payload(TG_FREE, NOW);
+    let ask = site.telegram_as(&cookie, &query);
+    assert_page(&ask, 200, "Привязать Telegram?");
+    assert!(html(&ask).contains(r#"<form method="post" action="/me/telegram/link">"#));
+    assert!(html(&ask).contains(&format!(
+        r#"name="payload" value="{}""#,
+        query.replace('&', "&amp;")
+    )));
+    assert_eq!(
+        site.store.telegram_id(ANNA_ID),
+        None,
+        "nothing changes before confirmation"
+    );
+
+    let resp = site.confirm_link(&cookie, &query);
     assert_redirect(&resp, "/me");
     assert_no_cookie(&resp);
     assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
@@ -2033,6 +2057,9 @@ fn signed_in_student_links_telegram_through_the_callback() {
     assert!(body.contains(&linked_id(TG_FREE)), "{body}");
     assert!(body.contains(&format!(r#"<form method="post" action="{UNLINK}">"#)));
     assert!(!body.contains(WIDGET));
+
+    // The payload was used up by the link; a replay is refused.
+    assert_eq!(site.confirm_link(&cookie, &query).status, 403);
 
     // From now on Telegram alone signs Anna in, and she may still unlink.
     site.now.set(NOW + 1);
@@ -2044,16 +2071,48 @@ fn signed_in_student_links_telegram_through_the_callback() {
 }
 
 #[test]
+fn a_cross_site_confirmation_is_refused() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    let mut req = with_cookie(post(LINK, &[("payload", &payload(TG_FREE, NOW))]), &cookie);
+    req.headers
+        .push(("origin".into(), "https://evil.example".into()));
+    assert_eq!(site.handle(&req).status, 403);
+    assert_eq!(site.store.telegram_id(ANNA_ID), None);
+}
+
+#[test]
 fn linking_someone_elses_telegram_is_409_and_changes_nothing() {
     let site = Site::with_telegram();
     let cookie = site.signed_in();
-    let resp = site.telegram_as(&cookie, &payload(TG_NO_PASSWORD, NOW));
-    assert_page(&resp, 409, "Этот Telegram уже привязан");
-    assert_no_cookie(&resp);
+    for resp in [
+        site.telegram_as(&cookie, &payload(TG_NO_PASSWORD, NOW)),
+        site.confirm_link(&cookie, &payload(TG_NO_PASSWORD, NOW + 1)),
+    ] {
+        assert_page(&resp, 409, "привязан к другой учётной записи");
+        assert!(html(&resp).contains("выйдите из текущей"));
+        assert_no_cookie(&resp);
+    }
     assert_eq!(site.store.telegram_id(ANNA_ID), None);
     assert_eq!(site.store.telegram_id(NO_PASSWORD_ID), Some(TG_NO_PASSWORD));
     assert_eq!(site.store.rows().len(), 1);
     assert!(site.me_html(&cookie).contains("Анна Петрова"));
+}
+
+#[test]
+fn a_linked_account_must_unlink_before_linking_another() {
+    let site = Site::with_telegram();
+    let cookie = linked_anna(&site, https);
+    let other = 6_100_000_001;
+    for resp in [
+        site.telegram_as(&cookie, &payload(other, NOW)),
+        site.confirm_link(&cookie, &payload(other, NOW + 1)),
+    ] {
+        assert_page(&resp, 409, "Сначала отвяжите");
+    }
+    assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
+    // The account's own Telegram again: nothing to do, straight back to /me.
+    assert_redirect(&site.telegram_as(&cookie, &payload(TG_FREE, NOW)), "/me");
 }
 
 #[test]

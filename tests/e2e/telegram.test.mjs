@@ -93,7 +93,24 @@ describe('linking', () => {
     const cookie = await passwordSession();
     let html = await (await w.fetch('/me', withCookie(cookie))).text();
     assert.match(html, /data-telegram-login="course_test_bot"/, '/me offers the link widget');
-    const link = await callback({ id: 6000000002, first_name: 'Пароль', auth_date: now() }, withCookie(cookie));
+    // The callback only asks; linking needs the same-origin POST of the confirmation page.
+    const query = telegramQuery({ id: 6000000002, first_name: 'Пароль', auth_date: now() });
+    const ask = await w.fetch(`/login/telegram/callback?${query}`, withCookie(cookie));
+    assert.equal(ask.status, 200);
+    const page = await ask.text();
+    assert.match(page, /Привязать Telegram\?/);
+    const payload = page.match(/name="payload" value="([^"]*)"/)[1].replaceAll('&amp;', '&');
+    assert.equal(payload, query);
+    assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: null }], 'not linked yet');
+    const crossSite = await w.fetch('/me/telegram/link', {
+      ...form({ payload }),
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `session=${cookie}`, origin: 'https://evil.example' },
+    });
+    assert.equal(crossSite.status, 403);
+    const link = await w.fetch('/me/telegram/link', {
+      ...form({ payload }),
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `session=${cookie}`, origin: w.url },
+    });
     assert.equal(link.status, 303);
     assert.equal(link.headers.get('location'), '/me');
     assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: 6000000002 }]);

@@ -17,7 +17,7 @@ impl<S: Store> App<'_, S> {
         let (granted, locked): (Vec<_>, Vec<_>) = videos.into_iter().partition(|v| v.granted);
         let settings = self.settings.ok();
         let view = MeView {
-            student_name: current.row.user_name,
+            student_name: current.row.user_name.clone(),
             auth_method: current.claims.method.as_str(),
             granted: granted
                 .into_iter()
@@ -40,10 +40,6 @@ impl<S: Store> App<'_, S> {
             telegram_id: current.row.telegram_id,
             can_unlink_telegram: current.row.has_password,
         };
-        let resp = self.page(200, self.pages.me(&view));
-        match current.renewed {
-            Some(cookie) => resp.with_header("set-cookie", cookie),
-            None => resp,
-        }
+        super::with_renewal(self.page(200, self.pages.me(&view)), &current)
     }
 }

@@ -83,6 +83,7 @@ impl<S: Store> App<'_, S> {
             ("/login", Post) => self.login(req).await,
             ("/login/telegram/callback", Get | Head) => self.telegram_callback(req).await,
             ("/me", Get | Head) => self.me(req).await,
+            ("/me/telegram/link", Post) => self.link_telegram(req).await,
             ("/me/telegram/unlink", Post) => self.unlink_telegram(req).await,
             ("/logout", Get | Head) => self.page(200, self.pages.logout()),
             ("/logout", Post) => self.logout(req).await,
@@ -101,7 +102,7 @@ impl<S: Store> App<'_, S> {
                     "Эта страница принимает только GET.",
                 )
                 .with_header("allow", "GET, HEAD"),
-            ("/me/telegram/unlink", _) => self
+            ("/me/telegram/link" | "/me/telegram/unlink", _) => self
                 .error_page(
                     405,
                     "Метод не поддерживается",
@@ -298,8 +299,9 @@ impl<S: Store> App<'_, S> {
     }
 }
 
-/// Headers every dynamic response gets: content type, security headers on HTML, and
-/// no caching of anything that carries or depends on a session.
+/// Headers every dynamic response gets: content type, the security headers (on every
+/// response, redirects and forwarded static files included), and no caching of
+/// anything that carries or depends on a session.
 fn finish(mut resp: Response, hsts: bool, no_referrer: bool) -> Response {
     let content_type = match resp.body {
         Body::Html(_) => Some("text/html; charset=utf-8"),
@@ -317,6 +319,14 @@ fn finish(mut resp: Response, hsts: bool, no_referrer: bool) -> Response {
             .push(("cache-control".into(), "no-store".into()));
     }
     resp
+}
+
+/// Adds the renewed session cookie, if the session slid forward on this request.
+fn with_renewal(resp: Response, current: &Current) -> Response {
+    match &current.renewed {
+        Some(cookie) => resp.with_header("set-cookie", cookie.clone()),
+        None => resp,
+    }
 }
 
 /// Trims and lower-cases an e-mail address, the same way everywhere it is stored or looked up.

@@ -1,67 +1,64 @@
 //! Telegram sign-in (Login Widget redirect), linking and unlinking, and the local
 //! development page that signs a payload with the local bot token.
 
-use super::{App, LinkOutcome, SessionCheck, Store};
+use super::{App, Current, LinkOutcome, SessionCheck, Store, with_renewal};
 use crate::http::{self, Request, Response};
-use crate::pages::DevTelegramView;
+use crate::pages::{DevTelegramView, LinkTelegramView};
 use crate::session::AuthMethod;
-use crate::telegram::{self, Rejection};
+use crate::telegram::{self, Rejection, TelegramLogin};
 
 impl<S: Store> App<'_, S> {
-    pub(super) async fn telegram_callback(&self, req: &Request) -> Response {
-        let settings = match self.ready() {
-            Ok((_, s)) => s,
-            Err(resp) => return resp,
-        };
+    /// Verifies a widget payload: signature and freshness. Any failure is the
+    /// response to send.
+    fn verify_telegram(&self, payload: &str) -> Result<TelegramLogin, Response> {
+        let settings = self.ready()?.1;
         let Some(token) = settings.telegram_bot_token.as_deref() else {
             (self.log)("Telegram sign-in was used but TELEGRAM_BOT_TOKEN is not set");
-            return self.error_page(
+            return Err(self.error_page(
                 503,
                 "Вход через Telegram не настроен",
                 "Войдите по e-mail и паролю или напишите организаторам курса.",
-            );
+            ));
         };
-        let query = req.query.as_deref().unwrap_or("");
-        let login = match telegram::verify(query, token, self.now, settings.telegram_max_age_secs) {
-            Ok(login) => login,
-            Err(Rejection::Expired) => return self.telegram_expired(),
-            Err(Rejection::Invalid) => return self.telegram_invalid(),
-        };
-        // Accept each signed payload once, for as long as it would be fresh anyway.
-        let keep_until =
-            login.auth_date + settings.telegram_max_age_secs + telegram::MAX_FUTURE_SECS;
+        telegram::verify(payload, token, self.now, settings.telegram_max_age_secs).map_err(|r| {
+            match r {
+                Rejection::Expired => self.telegram_expired(),
+                Rejection::Invalid => self.telegram_invalid(),
+            }
+        })
+    }
+
+    /// Verifies a widget payload and uses it up, so that it works once.
+    async fn accept_telegram(&self, payload: &str) -> Result<TelegramLogin, Response> {
+        let login = self.verify_telegram(payload)?;
+        let max_age = self.ready()?.1.telegram_max_age_secs;
+        // Remembered for as long as the payload would be fresh anyway.
+        let keep_until = login.auth_date + max_age + telegram::MAX_FUTURE_SECS;
         match self
             .store
             .consume_telegram_hash(&login.hash, keep_until, self.now)
             .await
         {
-            Ok(true) => {}
-            Ok(false) => return self.telegram_invalid(),
-            Err(e) => return self.unavailable(&e),
+            Ok(true) => Ok(login),
+            Ok(false) => Err(self.telegram_invalid()),
+            Err(e) => Err(self.unavailable(&e)),
         }
+    }
 
-        // Arriving signed in: this is a request to link the Telegram account.
+    pub(super) async fn telegram_callback(&self, req: &Request) -> Response {
+        let payload = req.query.as_deref().unwrap_or("");
+        // Arriving signed in, this is a request to link the Telegram account. The
+        // callback is a GET that any site can open in the student's browser, so linking
+        // waits for a same-origin POST from the confirmation page.
         match self.check_session(req).await {
-            Ok(SessionCheck::Valid(current)) => {
-                return match self
-                    .store
-                    .link_telegram(current.claims.user_id, login.id)
-                    .await
-                {
-                    Ok(LinkOutcome::Linked) => Response::see_other("/me"),
-                    Ok(LinkOutcome::TakenByOther) => self.error_page(
-                        409,
-                        "Этот Telegram уже привязан",
-                        "Этот аккаунт Telegram привязан к другой учётной записи курса. \
-                         Войдите через Telegram, чтобы попасть в неё, или напишите организаторам.",
-                    ),
-                    Err(e) => self.unavailable(&e),
-                };
-            }
+            Ok(SessionCheck::Valid(current)) => return self.confirm_link(&current, payload).await,
             Ok(_) => {}
             Err(resp) => return resp,
         }
-
+        let login = match self.accept_telegram(payload).await {
+            Ok(login) => login,
+            Err(resp) => return resp,
+        };
         match self.store.user_by_telegram(login.id).await {
             Ok(Some(account)) if !account.disabled => {
                 self.start_session(req, account.id, AuthMethod::Telegram, "/me").await
@@ -80,6 +77,87 @@ impl<S: Store> App<'_, S> {
             ),
             Err(e) => self.unavailable(&e),
         }
+    }
+
+    /// The page that asks a signed-in student to confirm linking (nothing changes yet).
+    async fn confirm_link(&self, current: &Current, payload: &str) -> Response {
+        let login = match self.verify_telegram(payload) {
+            Ok(login) => login,
+            Err(resp) => return resp,
+        };
+        if current.row.telegram_id == Some(login.id) {
+            return with_renewal(Response::see_other("/me"), current);
+        }
+        if let Some(refusal) = self.link_refusal(current, login.id).await {
+            return refusal;
+        }
+        let view = LinkTelegramView {
+            student_name: current.row.user_name.clone(),
+            telegram_name: login.display_name(),
+            telegram_id: login.id,
+            payload: payload.to_owned(),
+        };
+        with_renewal(self.page(200, self.pages.link_telegram(&view)), current)
+    }
+
+    /// Why this account cannot take this Telegram id, if it cannot.
+    async fn link_refusal(&self, current: &Current, telegram_id: i64) -> Option<Response> {
+        if current
+            .row
+            .telegram_id
+            .is_some_and(|linked| linked != telegram_id)
+        {
+            return Some(self.error_page(
+                409,
+                "Telegram уже привязан",
+                "К вашей учётной записи уже привязан другой аккаунт Telegram. \
+                 Сначала отвяжите его на странице «Мои видео», затем привяжите новый.",
+            ));
+        }
+        match self.store.user_by_telegram(telegram_id).await {
+            Ok(Some(owner)) if owner.id != current.claims.user_id => Some(self.taken_by_other()),
+            Ok(_) => None,
+            Err(e) => Some(self.unavailable(&e)),
+        }
+    }
+
+    fn taken_by_other(&self) -> Response {
+        self.error_page(
+            409,
+            "Этот Telegram привязан к другой учётной записи",
+            "Этот аккаунт Telegram связан с другой учётной записью курса. Чтобы войти в неё, \
+             выйдите из текущей и нажмите кнопку Telegram на странице входа.",
+        )
+    }
+
+    /// `POST /me/telegram/link`: the confirmed link (same-origin, checked like every POST).
+    pub(super) async fn link_telegram(&self, req: &Request) -> Response {
+        let current = match self.require_session(req, "/me").await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        };
+        let fields = match http::parse_form(req.header("content-type"), &req.body) {
+            Ok(f) => f,
+            Err(e) => return self.bad_form(&e),
+        };
+        let payload = http::field(&fields, "payload").unwrap_or("");
+        let login = match self.accept_telegram(payload).await {
+            Ok(login) => login,
+            Err(resp) => return resp,
+        };
+        if let Some(refusal) = self.link_refusal(&current, login.id).await {
+            return refusal;
+        }
+        let resp = match self
+            .store
+            .link_telegram(current.claims.user_id, login.id)
+            .await
+        {
+            Ok(LinkOutcome::Linked) => Response::see_other("/me"),
+            Ok(LinkOutcome::TakenByOther) => self.taken_by_other(),
+            Err(e) => self.unavailable(&e),
+        };
+        with_renewal(resp, &current)
     }
 
     fn telegram_invalid(&self) -> Response {
@@ -110,10 +188,11 @@ impl<S: Store> App<'_, S> {
                 "У этой учётной записи нет пароля: без Telegram в неё нельзя будет войти. Напишите организаторам курса.",
             );
         }
-        match self.store.unlink_telegram(current.claims.user_id).await {
+        let resp = match self.store.unlink_telegram(current.claims.user_id).await {
             Ok(()) => Response::see_other("/me"),
             Err(e) => self.unavailable(&e),
-        }
+        };
+        with_renewal(resp, &current)
     }
 
     /// `GET /dev/telegram`: a page that plays the Telegram widget locally, signing a
