@@ -8,4 +8,5 @@ source scripts/env.sh
 cargo build --quiet -p generator
 target/debug/generator build --out dist > /dev/null
 bash scripts/build-worker.sh
+cargo run --quiet --release -p course-core --example password_bench
 node scripts/bench.mjs
