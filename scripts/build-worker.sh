@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# wrangler's [build] command: compiles the worker to wasm with the size-tuned profile.
+# wrangler's [build] command (run before `wrangler dev` and `wrangler deploy`, and again
+# whenever a watched file changes): renders the static pages with `generator build` and
+# compiles the worker to wasm with the size-tuned profile, so that templates, texts and
+# configuration never go out of step between the two.
 # SKIP_WORKER_BUILD=1 reuses an existing build (the tests build once, then start
 # several workerd instances).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-cd "$ROOT/edge-worker"
-if [ "${SKIP_WORKER_BUILD:-}" = 1 ] && [ -f build/index.js ]; then
+cd "$ROOT"
+if [ "${SKIP_WORKER_BUILD:-}" = 1 ] && [ -f edge-worker/build/index.js ] && [ -f dist/index.html ]; then
   exit 0
 fi
+cargo run --quiet -p generator -- build --out dist
+cd edge-worker
 exec worker-build --profile wasm-release

@@ -49,6 +49,17 @@ if [ ! -d node_modules/wrangler ] || [ package-lock.json -nt node_modules/.packa
   npm ci --silent --no-fund --no-audit
 fi
 
+# Debian's Chromium for the browser test (playwright-core drives it; browser
+# downloads from elsewhere are not possible here).
+if ! command -v "${CHROMIUM_PATH:-chromium}" >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing Debian's chromium for the browser test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+  else
+    die "the browser test needs Chromium: install Debian's 'chromium' package (or set CHROMIUM_PATH)"
+  fi
+fi
+
 # Local settings and secrets (git-ignored). Each missing entry is added, none is changed.
 random_secret() { node -e 'console.log(require("crypto").randomBytes(32).toString("base64url"))'; }
 add_dev_var() {

@@ -3,11 +3,13 @@
 //! Plain Rust with no I/O of its own, so `cargo test` reaches all of it natively.
 
 pub mod app;
+pub mod assets;
 pub mod headers;
 pub mod http;
 pub mod pages;
 pub mod password;
 pub mod session;
+pub mod site;
 pub mod telegram;
 
 /// Lower-case hex of some bytes.

@@ -1,8 +1,11 @@
 //! The site's pages: tera templates from `site/templates`, embedded at build time so
-//! the generator (static pages) and the worker (dynamic pages) render the same files.
+//! the generator (static pages) and the worker (dynamic pages) render the same files,
+//! in either language, with the texts of `site/i18n`.
 
 use serde::Serialize;
 use tera::{Context, Tera};
+
+use crate::site::{Lang, Messages, Site};
 
 /// Embeds templates from `site/templates` under their file names.
 macro_rules! templates {
@@ -15,6 +18,7 @@ macro_rules! templates {
 pub const TEMPLATES: &[(&str, &str)] = templates![
     "base.html",
     "index.html",
+    "help.html",
     "login.html",
     "logout.html",
     "me.html",
@@ -23,26 +27,6 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "telegram_widget.html",
     "link_telegram.html",
 ];
-
-/// Static files copied as they are into the assets directory.
-pub const STATIC_FILES: &[(&str, &str)] =
-    &[("style.css", include_str!("../../site/static/style.css"))];
-
-/// The course's name and summary. (The static-site work moves these into the site
-/// configuration file; until then they live here, once.)
-#[derive(Debug, Clone, Serialize)]
-pub struct CourseInfo {
-    /// Shown in every page's header and title.
-    pub course_title: &'static str,
-    /// Shown on the landing page.
-    pub course_description: &'static str,
-}
-
-/// The course this site serves.
-pub const COURSE: CourseInfo = CourseInfo {
-    course_title: "Видеокурс",
-    course_description: "Видеоуроки курса открываются по мере того, как вы решаете задания на Stepik.",
-};
 
 /// The login form as rendered (statically, or by the worker with an error).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,17 +37,19 @@ pub struct LoginView {
     pub email: Option<String>,
     /// Where to go after login (already validated).
     pub next: Option<String>,
-    /// The bot whose Login Widget to show, if Telegram sign-in is configured.
-    pub telegram_bot: Option<String>,
 }
 
-/// One video on /me.
+/// One video on /me or the landing page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VideoItem {
     /// Title.
     pub title: String,
     /// Where to watch it (granted videos only).
     pub watch_url: Option<String>,
+    /// What unlocks it, in words (locked videos and the landing page).
+    pub unlock: Option<String>,
+    /// The video's description, if the configuration has one.
+    pub description: Option<String>,
 }
 
 /// The student's page.
@@ -77,8 +63,6 @@ pub struct MeView {
     pub granted: Vec<VideoItem>,
     /// Videos not yet unlocked, in course order.
     pub locked: Vec<VideoItem>,
-    /// The bot for the "link Telegram" widget, if Telegram sign-in is configured.
-    pub telegram_bot: Option<String>,
     /// The linked Telegram account.
     pub telegram_id: Option<i64>,
     /// Unlinking is offered only to accounts that can still sign in with a password.
@@ -97,10 +81,6 @@ pub struct LinkTelegramView {
     /// The widget's signed query, posted back on confirmation.
     pub payload: String,
 }
-
-/// The local development stand-in for the Telegram widget.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DevTelegramView {}
 
 /// An error page.
 #[derive(Debug, Clone, Serialize)]
@@ -134,9 +114,38 @@ impl From<tera::Error> for RenderError {
 #[derive(Serialize)]
 struct NoView {}
 
-/// The compiled templates.
+/// Which language a page is rendered in, and where its other-language version is.
+#[derive(Debug, Clone)]
+pub struct PageLang {
+    /// The page's language.
+    pub lang: Lang,
+    /// The same page in the other language.
+    pub switch_url: String,
+}
+
+/// The landing page.
+#[derive(Debug, Clone, Serialize)]
+struct IndexView {
+    videos: Vec<VideoItem>,
+    stepik_url: Option<String>,
+}
+
+/// What every page's context holds besides its own view.
+#[derive(Serialize)]
+struct Common<'a> {
+    lang: &'static str,
+    t: &'a Messages,
+    course: &'a crate::site::Course,
+    assets: &'a std::collections::BTreeMap<String, String>,
+    prefix: String,
+    switch_url: &'a str,
+    telegram_bot: Option<&'a str>,
+}
+
+/// The compiled templates and the site they render.
 pub struct Pages {
     tera: Tera,
+    site: Site,
 }
 
 impl std::fmt::Debug for Pages {
@@ -146,59 +155,112 @@ impl std::fmt::Debug for Pages {
 }
 
 impl Pages {
-    /// Compiles the embedded templates.
+    /// The templates and the site compiled into this crate (what the worker uses).
     pub fn embedded() -> Result<Self, RenderError> {
-        Self::from_templates(TEMPLATES.iter().copied())
+        let site = Site::embedded().map_err(RenderError)?;
+        Self::new(TEMPLATES.iter().copied(), site)
     }
 
-    /// Compiles the given templates (name, source).
-    pub fn from_templates<'a>(
+    /// Compiles the given templates (name, source) for a site.
+    pub fn new<'a>(
         templates: impl IntoIterator<Item = (&'a str, &'a str)>,
+        site: Site,
     ) -> Result<Self, RenderError> {
         let mut tera = Tera::default();
         tera.add_raw_templates(templates)?;
-        Ok(Pages { tera })
+        Ok(Pages { tera, site })
     }
 
-    fn render(&self, name: &str, view: &impl Serialize) -> Result<String, RenderError> {
-        let mut ctx = Context::from_serialize(&COURSE)?;
+    /// The site these pages render.
+    pub fn site(&self) -> &Site {
+        &self.site
+    }
+
+    /// Renders one template in a language, with the common context plus `view`.
+    pub fn render(
+        &self,
+        name: &str,
+        page: &PageLang,
+        view: &impl Serialize,
+    ) -> Result<String, RenderError> {
+        let course = &self.site.config.course;
+        let common = Common {
+            lang: page.lang.code(),
+            t: self.site.messages(page.lang),
+            course,
+            assets: &self.site.assets,
+            prefix: self.site.prefix(page.lang),
+            switch_url: &page.switch_url,
+            telegram_bot: course.telegram_bot.as_deref(),
+        };
+        let mut ctx = Context::from_serialize(&common)?;
         ctx.extend(Context::from_serialize(view)?);
         Ok(self.tera.render(name, &ctx)?)
     }
 
-    /// The landing page.
-    pub fn index(&self) -> Result<String, RenderError> {
-        self.render("index.html", &NoView {})
+    /// The landing page: the course and every video with what unlocks it.
+    pub fn index(&self, page: &PageLang) -> Result<String, RenderError> {
+        let t = self.site.messages(page.lang);
+        let view = IndexView {
+            videos: self
+                .site
+                .config
+                .videos
+                .iter()
+                .map(|v| VideoItem {
+                    title: v.title.clone(),
+                    watch_url: None,
+                    unlock: Some(v.unlock.describe(t, &self.site.structure)),
+                    description: v.description.clone(),
+                })
+                .collect(),
+            stepik_url: self
+                .site
+                .config
+                .course
+                .stepik_course_id
+                .map(|id| format!("https://stepik.org/course/{id}")),
+        };
+        self.render("index.html", page, &view)
+    }
+
+    /// The help page.
+    pub fn help(&self, page: &PageLang) -> Result<String, RenderError> {
+        self.render("help.html", page, &NoView {})
     }
 
     /// The login page.
-    pub fn login(&self, view: &LoginView) -> Result<String, RenderError> {
-        self.render("login.html", view)
+    pub fn login(&self, page: &PageLang, view: &LoginView) -> Result<String, RenderError> {
+        self.render("login.html", page, view)
     }
 
     /// The page with the logout button.
-    pub fn logout(&self) -> Result<String, RenderError> {
-        self.render("logout.html", &NoView {})
+    pub fn logout(&self, page: &PageLang) -> Result<String, RenderError> {
+        self.render("logout.html", page, &NoView {})
     }
 
     /// The student's page.
-    pub fn me(&self, view: &MeView) -> Result<String, RenderError> {
-        self.render("me.html", view)
+    pub fn me(&self, page: &PageLang, view: &MeView) -> Result<String, RenderError> {
+        self.render("me.html", page, view)
     }
 
     /// An error page.
-    pub fn error(&self, view: &ErrorView) -> Result<String, RenderError> {
-        self.render("error.html", view)
+    pub fn error(&self, page: &PageLang, view: &ErrorView) -> Result<String, RenderError> {
+        self.render("error.html", page, view)
     }
 
     /// The confirmation before linking a Telegram account.
-    pub fn link_telegram(&self, view: &LinkTelegramView) -> Result<String, RenderError> {
-        self.render("link_telegram.html", view)
+    pub fn link_telegram(
+        &self,
+        page: &PageLang,
+        view: &LinkTelegramView,
+    ) -> Result<String, RenderError> {
+        self.render("link_telegram.html", page, view)
     }
 
     /// The local Telegram sign-in page (development only).
-    pub fn dev_telegram(&self, view: &DevTelegramView) -> Result<String, RenderError> {
-        self.render("dev_telegram.html", view)
+    pub fn dev_telegram(&self, page: &PageLang) -> Result<String, RenderError> {
+        self.render("dev_telegram.html", page, &NoView {})
     }
 }
 
@@ -206,103 +268,140 @@ impl Pages {
 mod tests {
     use super::*;
 
+    fn ru() -> PageLang {
+        PageLang {
+            lang: Lang::Ru,
+            switch_url: "/en/".into(),
+        }
+    }
+
+    fn en() -> PageLang {
+        PageLang {
+            lang: Lang::En,
+            switch_url: "/".into(),
+        }
+    }
+
+    fn me_view() -> MeView {
+        MeView {
+            student_name: "<b>Иван</b>".into(),
+            auth_method: "telegram",
+            granted: vec![VideoItem {
+                title: "Введение".into(),
+                watch_url: Some("https://play.boomstream.com/abc".into()),
+                unlock: None,
+                description: None,
+            }],
+            locked: vec![VideoItem {
+                title: "Финал".into(),
+                watch_url: None,
+                unlock: Some("Решить все задания: урок 8001".into()),
+                description: None,
+            }],
+            telegram_id: Some(5_000_000_001),
+            can_unlink_telegram: true,
+        }
+    }
+
     #[test]
-    fn every_page_renders_in_russian_with_one_layout() {
+    fn every_page_renders_in_both_languages_with_one_layout() {
         let pages = Pages::embedded().unwrap();
-        let me = MeView {
-            student_name: "Анна".into(),
-            auth_method: "password",
-            granted: vec![],
-            locked: vec![],
-            telegram_bot: None,
-            telegram_id: None,
-            can_unlink_telegram: false,
-        };
         let error = ErrorView {
             heading: "Ошибка".into(),
             message: "Текст".into(),
         };
-        for html in [
-            pages.index().unwrap(),
-            pages.login(&LoginView::default()).unwrap(),
-            pages.logout().unwrap(),
-            pages.me(&me).unwrap(),
-            pages.error(&error).unwrap(),
-            pages.dev_telegram(&DevTelegramView::default()).unwrap(),
-        ] {
-            assert!(html.starts_with("<!doctype html>\n<html lang=\"ru\">"));
-            assert!(html.contains(r#"<meta name="viewport""#));
-            assert!(html.contains(COURSE.course_title));
+        let link = LinkTelegramView {
+            student_name: "A".into(),
+            telegram_name: "B".into(),
+            telegram_id: 1,
+            payload: "x".into(),
+        };
+        for (page, code) in [(ru(), "ru"), (en(), "en")] {
+            for html in [
+                pages.index(&page).unwrap(),
+                pages.help(&page).unwrap(),
+                pages.login(&page, &LoginView::default()).unwrap(),
+                pages.logout(&page).unwrap(),
+                pages.me(&page, &me_view()).unwrap(),
+                pages.error(&page, &error).unwrap(),
+                pages.dev_telegram(&page).unwrap(),
+                pages.link_telegram(&page, &link).unwrap(),
+            ] {
+                assert!(
+                    html.starts_with(&format!("<!doctype html>\n<html lang=\"{code}\">")),
+                    "{html}"
+                );
+                assert!(html.contains(r#"<meta name="viewport""#));
+                assert!(html.contains("Видеокурс"));
+                assert!(html.contains(pages.site().assets["style.css"].as_str()));
+                assert!(html.contains(&format!(r#"href="{}""#, page.switch_url)));
+            }
         }
+        assert!(
+            pages
+                .login(&en(), &LoginView::default())
+                .unwrap()
+                .contains("Password")
+        );
+        assert!(
+            pages
+                .login(&ru(), &LoginView::default())
+                .unwrap()
+                .contains("Пароль")
+        );
     }
 
     #[test]
     fn login_page_escapes_what_it_echoes() {
         let pages = Pages::embedded().unwrap();
         let html = pages
-            .login(&LoginView {
-                error: Some("Неверный e-mail или пароль.".into()),
-                email: Some("\"><script>alert(1)</script>".into()),
-                next: Some("/me?a=\"b\"".into()),
-                telegram_bot: None,
-            })
+            .login(
+                &ru(),
+                &LoginView {
+                    error: Some("Неверный e-mail или пароль.".into()),
+                    email: Some("\"><script>alert(1)</script>".into()),
+                    next: Some("/me?a=\"b\"".into()),
+                },
+            )
             .unwrap();
-        assert!(!html.contains("<script>"));
+        assert!(!html.contains("<script>alert"));
         assert!(html.contains("&quot;&gt;&lt;script&gt;"));
         assert!(html.contains(r#"name="next" value="/me?a=&quot;b&quot;""#));
         assert!(html.contains("Неверный e-mail или пароль."));
-        let plain = pages.login(&LoginView::default()).unwrap();
+        let plain = pages.login(&ru(), &LoginView::default()).unwrap();
         assert!(!plain.contains("name=\"next\""));
         assert!(!plain.contains("role=\"alert\""));
     }
 
     #[test]
-    fn me_lists_granted_and_locked() {
+    fn me_lists_granted_and_locked_with_what_unlocks_them() {
         let pages = Pages::embedded().unwrap();
-        let html = pages
-            .me(&MeView {
-                student_name: "<b>Иван</b>".into(),
-                auth_method: "telegram",
-                granted: vec![VideoItem {
-                    title: "Введение".into(),
-                    watch_url: Some("https://play.boomstream.com/abc".into()),
-                }],
-                locked: vec![VideoItem {
-                    title: "Финал".into(),
-                    watch_url: None,
-                }],
-                telegram_bot: Some("course_bot".into()),
-                telegram_id: Some(5_000_000_001),
-                can_unlink_telegram: true,
-            })
-            .unwrap();
+        let html = pages.me(&ru(), &me_view()).unwrap();
         assert!(html.contains("&lt;b&gt;Иван&lt;/b&gt;"));
         assert!(html.contains("через Telegram"));
         assert!(html.contains(r#"href="https://play.boomstream.com/abc""#));
         assert!(html.contains("Финал"));
+        assert!(html.contains("Решить все задания: урок 8001"));
         assert!(html.contains(r#"action="/logout""#));
         assert!(html.contains("5000000001"));
         assert!(html.contains(r#"action="/me/telegram/unlink""#));
     }
 
     #[test]
-    fn telegram_widget_only_when_a_bot_is_configured() {
+    fn the_landing_page_lists_the_videos_and_their_rules() {
         let pages = Pages::embedded().unwrap();
-        let without = pages.login(&LoginView::default()).unwrap();
-        assert!(!without.contains("telegram-widget.js"));
-        let with = pages
-            .login(&LoginView {
-                telegram_bot: Some("course_bot".into()),
-                ..LoginView::default()
-            })
-            .unwrap();
-        assert!(with.contains(r#"data-telegram-login="course_bot""#));
-        assert!(with.contains(r#"data-auth-url="/login/telegram/callback""#));
+        let html = pages.index(&ru()).unwrap();
+        for v in &pages.site().config.videos {
+            assert!(html.contains(&v.title), "{}", v.title);
+        }
+        assert!(html.contains("Открыто всем студентам курса"));
+        assert!(html.contains("https://stepik.org/course/9001"));
     }
 
     #[test]
     fn a_broken_template_reports_its_name_and_line() {
-        let err = Pages::from_templates([("bad.html", "line one\n{% if %}\n")]).unwrap_err();
+        let site = Site::embedded().unwrap();
+        let err = Pages::new([("bad.html", "line one\n{% if %}\n")], site).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("bad.html"), "{text}");
         assert!(text.contains('2'), "{text}");

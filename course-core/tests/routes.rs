@@ -9,13 +9,13 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use course_core::app::{
-    App, COOKIE_LOCAL, COOKIE_SECURE, FailureWindow, LinkOutcome, LoginUser, NewSession, Settings,
-    Store, StoreError, StoredSession, TelegramAccount, VideoAccess,
+    App, COOKIE_LOCAL, COOKIE_SECURE, FailureWindow, LANG_COOKIE, LinkOutcome, LoginUser,
+    NewSession, Settings, Store, StoreError, StoredSession, TelegramAccount, VideoAccess,
 };
 use course_core::http::{
     Body, MAX_FIELD_BYTES, MAX_FORM_BYTES, Method, Request, Response, encode_component,
 };
-use course_core::pages::Pages;
+use course_core::pages::{self, Pages};
 use course_core::password;
 use course_core::session::{self, AuthMethod, KeyError, SessionClaims, SessionKeys};
 use course_core::telegram;
@@ -41,13 +41,11 @@ const WEAK_HASH: &str =
     "$argon2id$v=19$m=8,t=1,p=1$o93/LEtizTqTIculmTM2zQ$NvRgsehLDmAhmVcQwmsXjIaWIGgNkYg9snJEnlv5a04";
 const WEAK_PASSWORD: &str = "pw";
 
-/// The Telegram bot the site is configured with.
+/// The Telegram bot of the site configuration (`course.telegram_bot`) in Telegram tests.
 const BOT: &str = "course_bot";
+/// Its token, a setting (the secret `TELEGRAM_BOT_TOKEN`).
 const BOT_TOKEN: &str = "123456:TEST-token-for-the-route-tests";
-const TELEGRAM_ENV: &[(&str, &str)] = &[
-    ("TELEGRAM_BOT_USERNAME", BOT),
-    ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
-];
+const TELEGRAM_ENV: &[(&str, &str)] = &[("TELEGRAM_BOT_TOKEN", BOT_TOKEN)];
 /// Telegram ids: the passwordless student's (beyond 32 bits), the disabled student's,
 /// and one that no account has.
 const TG_NO_PASSWORD: i64 = 5_000_000_001;
@@ -75,9 +73,21 @@ const TG_NOT_LINKED: &str = "нажмите «Привязать Telegram»";
 const NOT_FOUND: &str = "Страница не найдена";
 const WIDGET: &str = r#"data-telegram-login="course_bot""#;
 const TO_LOGIN: &str = "/login?next=/me";
+/// The English login page, and where it is asked for when English is the language.
+const EN_LOGIN: &str = "/en/login";
+const TO_EN_LOGIN: &str = "/en/login?next=/me";
 const FORM_TYPE: &str = "application/x-www-form-urlencoded";
 const SECURE_ATTRS: &[&str] = &["Path=/", "HttpOnly", "SameSite=Lax", "Secure"];
 const LOCAL_ATTRS: &[&str] = &["Path=/", "HttpOnly", "SameSite=Lax"];
+/// The `lang` cookie: kept a year, not a secret (no `HttpOnly`), `Secure` off local http.
+const LANG_SECURE_ATTRS: &[&str] = &["Path=/", "SameSite=Lax", "Secure"];
+const LANG_LOCAL_ATTRS: &[&str] = &["Path=/", "SameSite=Lax"];
+const YEAR: i64 = 365 * 86_400;
+/// What unlocks the video `final` (`site/config.toml`), in either language.
+const FINAL_UNLOCK_RU: &str =
+    "Решить все задания: раздел 501, раздел 502; набрать не меньше 30 баллов";
+const FINAL_UNLOCK_EN: &str =
+    "Solve every quiz of section 501, section 502; score at least 30 points";
 
 /// One real hash, shared: hashing is the slow part of these tests.
 static HASH: LazyLock<String> = LazyLock::new(|| password::hash(PASSWORD).expect("hashing works"));
@@ -96,6 +106,7 @@ struct UserRow {
 }
 
 struct VideoRow {
+    id: &'static str,
     title: &'static str,
     media_code: &'static str,
     granted_to: &'static [i64],
@@ -154,16 +165,19 @@ impl MemStore {
             ]),
             videos: vec![
                 VideoRow {
+                    id: "intro",
                     title: "Введение",
                     media_code: "abc123",
                     granted_to: &[ANNA_ID],
                 },
                 VideoRow {
+                    id: "basics",
                     title: "Вторая <часть>",
                     media_code: "x y",
                     granted_to: &[ANNA_ID, 3],
                 },
                 VideoRow {
+                    id: "final",
                     title: "Финал",
                     media_code: "final9",
                     granted_to: &[3],
@@ -339,6 +353,7 @@ impl Store for MemStore {
             .videos
             .iter()
             .map(|v| VideoAccess {
+                id: v.id.to_owned(),
                 title: v.title.to_owned(),
                 media_code: v.media_code.to_owned(),
                 granted: v.granted_to.contains(&user_id),
@@ -452,23 +467,35 @@ struct Site {
 type Via = fn(Request) -> Request;
 
 impl Site {
-    /// Default settings: no Telegram.
+    /// Default settings, the shipped site configuration: no Telegram.
     fn new() -> Self {
         Self::with_env(&[])
     }
 
-    /// Telegram sign-in configured (bot and token).
+    /// Telegram sign-in configured: the bot in the site configuration, its token in
+    /// the settings.
     fn with_telegram() -> Self {
-        Self::with_env(TELEGRAM_ENV)
+        Self::with_telegram_and(&[])
     }
 
-    /// Settings read from these variables.
+    /// Telegram sign-in configured, and these settings besides.
+    fn with_telegram_and(vars: &[(&str, &str)]) -> Self {
+        Self::configured(Some(BOT), &[TELEGRAM_ENV, vars].concat())
+    }
+
+    /// The shipped site configuration (no Telegram bot), settings read from these variables.
     fn with_env(vars: &[(&str, &str)]) -> Self {
+        Self::configured(None, vars)
+    }
+
+    /// The shipped site configuration with this Telegram bot, settings read from these
+    /// variables.
+    fn configured(bot: Option<&str>, vars: &[(&str, &str)]) -> Self {
         Site {
             store: MemStore::seeded(),
             keys: Ok(keys(KEY_A, None)),
             settings: Ok(env(vars).expect("test settings are valid")),
-            pages: Pages::embedded().expect("templates compile"),
+            pages: pages_with_bot(bot),
             now: Cell::new(NOW),
             logs: RefCell::default(),
         }
@@ -596,6 +623,14 @@ type Breakage = fn(&Site, &str);
 /// A request made on a signed-in site (given its cookie).
 type Action = fn(&Site, &str) -> Response;
 
+/// The real templates over the shipped site configuration, with `course.telegram_bot`
+/// set to `bot`.
+fn pages_with_bot(bot: Option<&str>) -> Pages {
+    let mut site = course_core::site::Site::embedded().expect("the shipped site is valid");
+    site.config.course.telegram_bot = bot.map(str::to_owned);
+    Pages::new(pages::TEMPLATES.iter().copied(), site).expect("templates compile")
+}
+
 /// Settings from these variables (the others unset).
 fn env(vars: &[(&str, &str)]) -> Result<Settings, String> {
     Settings::from_env(|name| {
@@ -665,7 +700,12 @@ fn post(path: &str, fields: &[(&str, &str)]) -> Request {
 }
 
 fn login_request(email: &str, password: &str) -> Request {
-    post("/login", &[("email", email), ("password", password)])
+    login_request_to("/login", email, password)
+}
+
+/// The login form posted to this path (`/login`, or the English page's `/en/login`).
+fn login_request_to(path: &str, email: &str, password: &str) -> Request {
+    post(path, &[("email", email), ("password", password)])
 }
 
 fn form(fields: &[(&str, &str)]) -> String {
@@ -707,10 +747,19 @@ fn cookie_kind(req: &Request) -> (&'static str, &'static [&'static str]) {
     }
 }
 
-/// Adds the session cookie (under the name this request's origin uses) among others.
+/// Adds the session cookie (under the name this request's origin uses) among others,
+/// Russian remembered as the language.
 fn with_cookie(req: Request, value: &str) -> Request {
-    let cookies = format!("theme=dark; {}={value}; lang=ru", cookie_kind(&req).0);
-    with_headers(req, &[("cookie", &cookies)])
+    with_cookies(req, Some(value), Some("ru"))
+}
+
+/// Adds a `Cookie` header with an unrelated cookie, the session cookie with this value
+/// and the `lang` cookie with this one, each if given.
+fn with_cookies(req: Request, session: Option<&str>, lang: Option<&str>) -> Request {
+    let mut cookies = vec!["theme=dark".to_owned()];
+    cookies.extend(session.map(|value| format!("{}={value}", cookie_kind(&req).0)));
+    cookies.extend(lang.map(|lang| format!("{LANG_COOKIE}={lang}")));
+    with_headers(req, &[("cookie", &cookies.join("; "))])
 }
 
 /// A Login Widget redirect query: the fields URL-encoded, signed with `token`.
@@ -752,6 +801,13 @@ fn html(resp: &Response) -> &str {
 fn assert_page(resp: &Response, status: u16, text: &str) {
     assert_eq!(resp.status, status, "{resp:?}");
     assert!(html(resp).contains(text), "{text:?} not in {resp:?}");
+}
+
+/// An HTML page in the language `lang` with this status that says `text`.
+fn assert_page_in(resp: &Response, status: u16, lang: &str, text: &str) {
+    assert_page(resp, status, text);
+    let start = format!("<!doctype html>\n<html lang=\"{lang}\">");
+    assert!(html(resp).starts_with(&start), "not in {lang}: {resp:?}");
 }
 
 fn assert_redirect(resp: &Response, location: &str) {
@@ -796,7 +852,18 @@ fn assert_security_headers(resp: &Response, hsts: bool, referrer: &str) {
 /// Checks the one `Set-Cookie` header (name, attributes as a set, Max-Age) and
 /// returns its value.
 fn session_cookie(resp: &Response, name: &str, attrs: &[&str], max_age: i64) -> String {
-    let headers: Vec<_> = resp.header_values("set-cookie").collect();
+    assert_eq!(resp.header_values("set-cookie").count(), 1, "{resp:?}");
+    cookie_named(resp, name, attrs, max_age)
+}
+
+/// Checks the one `Set-Cookie` header that sets `name` (attributes as a set, Max-Age)
+/// among any others and returns its value.
+fn cookie_named(resp: &Response, name: &str, attrs: &[&str], max_age: i64) -> String {
+    let prefix = format!("{name}=");
+    let headers: Vec<_> = resp
+        .header_values("set-cookie")
+        .filter(|h| h.starts_with(&prefix))
+        .collect();
     assert_eq!(headers.len(), 1, "{resp:?}");
     let mut parts = headers[0].split("; ");
     let (cookie_name, value) = parts
@@ -809,6 +876,29 @@ fn session_cookie(resp: &Response, name: &str, attrs: &[&str], max_age: i64) -> 
     let want: BTreeSet<&str> = attrs.iter().copied().chain([max_age.as_str()]).collect();
     assert_eq!(got, want, "{}", headers[0]);
     value.to_owned()
+}
+
+/// The language the response tells the browser to remember for a year (`Secure` as the
+/// session cookie is), or `None`: no `lang` cookie.
+fn assert_lang_cookie(resp: &Response, req: &Request, lang: Option<&str>) {
+    match lang {
+        Some(lang) => {
+            let attrs = if req.is_local_http() {
+                LANG_LOCAL_ATTRS
+            } else {
+                LANG_SECURE_ATTRS
+            };
+            assert_eq!(cookie_named(resp, LANG_COOKIE, attrs, YEAR), lang);
+        }
+        None => {
+            let prefix = format!("{LANG_COOKIE}=");
+            assert!(
+                resp.header_values("set-cookie")
+                    .all(|h| !h.starts_with(&prefix)),
+                "{resp:?}"
+            );
+        }
+    }
 }
 
 fn assert_removal(resp: &Response) {
@@ -845,9 +935,14 @@ fn assert_telegram_refused(resp: &Response, text: &str) {
     assert_no_cookie(resp);
 }
 
-/// The /me section for a linked Telegram account.
-fn linked_id(telegram_id: i64) -> String {
-    format!(r#"<span id="telegram-id">{telegram_id}</span>"#)
+/// /me shows a linked Telegram account: its id in words, and whole for scripts.
+fn assert_linked(body: &str, telegram_id: i64) {
+    for part in [
+        format!(r#"<p id="telegram-linked">Привязан аккаунт Telegram с id {telegram_id}:"#),
+        format!(r#"<span id="telegram-id" hidden>{telegram_id}</span>"#),
+    ] {
+        assert!(body.contains(&part), "{part:?} not in {body}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1142,9 +1237,7 @@ fn failed_rehash_is_logged_and_login_still_succeeds() {
 #[test]
 fn me_without_cookie_sends_to_login_and_sets_nothing() {
     let site = Site::new();
-    let mut req = get("/me");
-    req.headers.push(("cookie".into(), "theme=dark".into()));
-    let resp = site.handle(&req);
+    let resp = site.handle(&with_cookies(get("/me"), None, None));
     assert_redirect(&resp, TO_LOGIN);
     assert_no_cookie(&resp);
     assert!(site.store.calls.borrow().is_empty());
@@ -1173,9 +1266,30 @@ fn me_lists_granted_videos_with_links_and_locked_ones_without() {
         assert_eq!(body.matches("play.boomstream.com/").count(), 2);
         let locked = body.lines().find(|l| l.contains("Финал")).unwrap();
         assert!(!locked.contains("href"), "{locked}");
+        // What unlocks it comes from the configuration of its id, `final`.
+        assert!(
+            locked.contains(&format!(r#"<p class="unlock">{FINAL_UNLOCK_RU}</p>"#)),
+            "{locked}"
+        );
         assert!(!body.contains("final9"));
         assert!(body.contains(r#"action="/logout""#));
     }
+}
+
+#[test]
+fn a_locked_video_the_configuration_lacks_says_nothing_about_unlocking() {
+    let mut site = Site::new();
+    site.store.videos.push(VideoRow {
+        id: "bonus",
+        title: "Бонус",
+        media_code: "bonus1",
+        granted_to: &[],
+    });
+    let body = site.me_html(&site.signed_in());
+    let locked = body.lines().find(|l| l.contains("Бонус")).unwrap();
+    assert!(locked.contains(r#"class="video locked""#), "{locked}");
+    assert!(!locked.contains(r#"class="unlock""#), "{locked}");
+    assert!(body.contains(FINAL_UNLOCK_RU));
 }
 
 #[test]
@@ -1348,7 +1462,7 @@ fn bad_settings_give_503_and_a_log_line_naming_the_variable() {
         ("SESSION_TTL_DAYS", "0"),
         ("LOGIN_MAX_FAILURES_PER_ACCOUNT", "0"),
         ("LOGIN_THROTTLE_WINDOW_SECS", "many"),
-        ("TELEGRAM_BOT_USERNAME", "bad name<script>"),
+        ("TELEGRAM_AUTH_MAX_AGE_SECS", "5"),
     ] {
         let mut site = Site::with_telegram();
         let cookie = site.signed_in();
@@ -1456,34 +1570,42 @@ fn get_logout_shows_a_button_and_keeps_the_session() {
 #[test]
 fn login_page_is_the_static_asset_unless_next_is_safe() {
     let site = Site::new();
-    for path in [
-        "/login",
-        "/login?next=//evil.com",
-        "/login?next=https://evil.com",
-        "/login?next=%ZZ",
-        "/login?other=1",
-    ] {
-        let resp = site.handle(&get(path));
-        assert_eq!(resp.status, 200, "{path}");
-        assert_eq!(resp.body, Body::Asset("/login".into()), "{path}");
-        assert_eq!(resp.header("content-type"), None);
-        assert_eq!(resp.header("cache-control"), None);
-    }
-    for (path, next) in [
-        ("/login?next=/me", "/me"),
-        ("/login?next=%2Fme%3Fx%3D1", "/me?x=1"),
-    ] {
-        let resp = site.handle(&get(path));
-        assert_eq!(resp.status, 200);
-        assert_eq!(resp.header("cache-control"), Some("no-store"));
-        let body = html(&resp);
-        assert!(
-            body.contains(&format!(
-                r#"<input type="hidden" name="next" value="{next}">"#
-            )),
-            "{body}"
-        );
-        assert!(body.contains(r#"action="/login""#));
+    // Russian at the root; English under /en, which the browser is told to remember.
+    for (prefix, lang, password_label) in [("", "ru", "Пароль"), ("/en", "en", "Password")] {
+        let login = format!("{prefix}/login");
+        let remembered = (!prefix.is_empty()).then_some(lang);
+        for query in [
+            "",
+            "?next=//evil.com",
+            "?next=https://evil.com",
+            "?next=%ZZ",
+            "?other=1",
+        ] {
+            let req = get(&format!("{login}{query}"));
+            let resp = site.handle(&req);
+            assert_eq!(resp.status, 200, "{login}{query}");
+            assert_eq!(resp.body, Body::Asset(login.clone()), "{login}{query}");
+            assert_eq!(resp.header("content-type"), None);
+            assert_eq!(resp.header("cache-control"), None);
+            assert_lang_cookie(&resp, &req, remembered);
+        }
+        for via in [https, local] {
+            for (query, next) in [("?next=/me", "/me"), ("?next=%2Fme%3Fx%3D1", "/me?x=1")] {
+                let req = via(get(&format!("{login}{query}")));
+                let resp = site.handle(&req);
+                assert_page_in(&resp, 200, lang, password_label);
+                assert_eq!(resp.header("cache-control"), Some("no-store"));
+                let body = html(&resp);
+                assert!(
+                    body.contains(&format!(
+                        r#"<input type="hidden" name="next" value="{next}">"#
+                    )),
+                    "{body}"
+                );
+                assert!(body.contains(&format!(r#"action="{login}""#)), "{body}");
+                assert_lang_cookie(&resp, &req, remembered);
+            }
+        }
     }
     assert!(site.store.calls.borrow().is_empty());
 }
@@ -1531,6 +1653,171 @@ fn other_methods_are_405_with_allow_and_unknown_paths_404() {
         assert_eq!(resp.header("cache-control"), Some("no-store"));
     }
     assert!(site.store.calls.borrow().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Languages: the path's (/en/...), then ?lang=, then the lang cookie, then Russian
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_english_login_form_answers_in_english_and_remembers_english() {
+    let site = Site::new();
+    for via in [https, local] {
+        let req = via(login_request_to(EN_LOGIN, ANNA, "wrong password"));
+        let resp = site.handle(&req);
+        assert_page_in(&resp, 401, "en", "Wrong e-mail or password.");
+        let body = html(&resp);
+        assert!(body.contains(r#"action="/en/login""#), "{body}");
+        assert!(body.contains(&format!("value=\"{ANNA}\"")), "{body}");
+        assert!(!body.contains(LOGIN_FAILED));
+        assert_eq!(resp.header_values("set-cookie").count(), 1, "{resp:?}");
+        assert_lang_cookie(&resp, &req, Some("en"));
+
+        let req = via(login_request_to(EN_LOGIN, ANNA, PASSWORD));
+        let resp = site.handle(&req);
+        assert_redirect(&resp, "/me");
+        assert_eq!(resp.header_values("set-cookie").count(), 2, "{resp:?}");
+        let (name, attrs) = cookie_kind(&req);
+        let cookie = cookie_named(&resp, name, attrs, TTL);
+        assert_eq!(claims_of(KEY_A, &cookie).user_id, ANNA_ID);
+        assert_lang_cookie(&resp, &req, Some("en"));
+
+        // The browser comes back with both cookies: /me in English.
+        let req = with_cookies(via(get("/me")), Some(&cookie), Some("en"));
+        let resp = site.handle(&req);
+        assert_page_in(&resp, 200, "en", "You signed in with e-mail and password.");
+        assert_lang_cookie(&resp, &req, None);
+    }
+}
+
+#[test]
+fn me_is_in_the_language_of_the_query_then_the_cookie_then_russian() {
+    let site = Site::new();
+    let cookie = site.signed_in();
+    // What only the page of each language says, and its link to the other language.
+    let russian = (
+        [
+            "<title>Мои видео",
+            "Вы вошли по e-mail и паролю.",
+            FINAL_UNLOCK_RU,
+        ],
+        r#"href="/me?lang=en""#,
+    );
+    let english = (
+        [
+            "<title>My videos",
+            "You signed in with e-mail and password.",
+            FINAL_UNLOCK_EN,
+        ],
+        r#"href="/me?lang=ru""#,
+    );
+    // (path, lang cookie sent, the page's language, lang cookie set)
+    let cases: [(&str, Option<&str>, &str, Option<&str>); 9] = [
+        ("/me", None, "ru", None),
+        ("/me", Some("ru"), "ru", None),
+        ("/me", Some("en"), "en", None),
+        ("/me?lang=en", None, "en", Some("en")),
+        ("/me?lang=EN", Some("ru"), "en", Some("en")),
+        ("/me?lang=ru", Some("en"), "ru", Some("ru")),
+        // Languages the site does not have are ignored, in the query and the cookie.
+        ("/me?lang=xx", None, "ru", None),
+        ("/me?lang=xx", Some("en"), "en", None),
+        ("/me", Some("xx"), "ru", None),
+    ];
+    for (path, lang_cookie, lang, remembered) in cases {
+        let req = with_cookies(get(path), Some(&cookie), lang_cookie);
+        let resp = site.handle(&req);
+        let (mine, theirs) = if lang == "en" {
+            (english, russian)
+        } else {
+            (russian, english)
+        };
+        for text in mine.0.into_iter().chain([mine.1]) {
+            assert_page_in(&resp, 200, lang, text);
+        }
+        for text in theirs.0.into_iter().chain([theirs.1]) {
+            assert!(
+                !html(&resp).contains(text),
+                "{path} {lang_cookie:?}: {text}"
+            );
+        }
+        assert_lang_cookie(&resp, &req, remembered);
+    }
+}
+
+#[test]
+fn signing_in_is_asked_for_in_the_chosen_language() {
+    let site = Site::new();
+    // (request, where to sign in, lang cookie set)
+    let cases = [
+        (
+            with_cookies(get("/me"), None, Some("en")),
+            TO_EN_LOGIN,
+            None,
+        ),
+        (get("/me?lang=en"), TO_EN_LOGIN, Some("en")),
+        (
+            with_cookies(get("/me?lang=xx"), None, Some("en")),
+            TO_EN_LOGIN,
+            None,
+        ),
+        (
+            with_cookies(post(UNLINK, &[]), None, Some("en")),
+            TO_EN_LOGIN,
+            None,
+        ),
+        (with_cookies(get("/me"), None, Some("ru")), TO_LOGIN, None),
+        (get("/me?lang=xx"), TO_LOGIN, None),
+    ];
+    for (req, location, remembered) in cases {
+        let resp = site.handle(&req);
+        assert_redirect(&resp, location);
+        assert_lang_cookie(&resp, &req, remembered);
+    }
+    assert!(site.store.calls.borrow().is_empty());
+}
+
+#[test]
+fn error_pages_come_in_the_chosen_language() {
+    let mut site = Site::new();
+    site.store.fail_all.set(true);
+    let english = |req| with_cookies(req, None, Some("en"));
+    let evil = |req| with_headers(req, &[("origin", EVIL)]);
+    let cases = [
+        (get("/en/nope"), 404, "Page not found"),
+        (english(get("/nope")), 404, "Page not found"),
+        (get("/nope?lang=en"), 404, "Page not found"),
+        (
+            with_method(get(EN_LOGIN), Method::Other),
+            405,
+            "Method not supported",
+        ),
+        (english(get(UNLINK)), 405, "Method not supported"),
+        (
+            evil(login_request_to(EN_LOGIN, ANNA, PASSWORD)),
+            403,
+            "Request refused",
+        ),
+        (english(evil(post("/logout", &[]))), 403, "Request refused"),
+        (
+            login_request_to(EN_LOGIN, ANNA, PASSWORD),
+            503,
+            "Service temporarily unavailable",
+        ),
+    ];
+    for (req, status, heading) in cases {
+        let resp = site.handle(&req);
+        assert_page_in(&resp, status, "en", &format!("<h1>{heading}</h1>"));
+        // Its links lead to the English pages.
+        assert!(
+            html(&resp).contains(r#"<a href="/en/">Home</a> · <a href="/en/login">Sign in</a>"#),
+            "{resp:?}"
+        );
+    }
+    site.keys = Err(KeyError::Missing);
+    let resp = site.handle(&english(login_request(ANNA, PASSWORD)));
+    assert_page_in(&resp, 503, "en", "<h1>The site is misconfigured</h1>");
+    assert_no_cookie(&resp);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1903,7 +2190,7 @@ fn telegram_sign_in_of_a_linked_account_starts_a_telegram_session() {
     assert!(body.contains("Без пароля"));
     assert!(body.contains("через Telegram"));
     // The id beyond 32 bits comes through whole.
-    assert!(body.contains(&linked_id(TG_NO_PASSWORD)), "{body}");
+    assert_linked(&body, TG_NO_PASSWORD);
     // Without a password Telegram is the only way in: no unlink button.
     assert!(!body.contains(UNLINK));
     assert!(!body.contains(WIDGET));
@@ -1938,9 +2225,11 @@ fn telegram_sign_in_is_refused_for_unlinked_and_disabled_accounts() {
 
 #[test]
 fn telegram_payload_must_be_fresh_and_not_from_the_future() {
-    let custom_age = [TELEGRAM_ENV, &[("TELEGRAM_AUTH_MAX_AGE_SECS", "60")]].concat();
-    for (vars, max_age) in [(TELEGRAM_ENV.to_vec(), 600), (custom_age, 60)] {
-        let site = Site::with_env(&vars);
+    for (vars, max_age) in [
+        (&[][..], 600),
+        (&[("TELEGRAM_AUTH_MAX_AGE_SECS", "60")][..], 60),
+    ] {
+        let site = Site::with_telegram_and(vars);
         for (auth_date, refusal) in [
             (NOW - max_age - 1, Some(TG_EXPIRED)),
             (NOW + 61, Some(TG_INVALID)),
@@ -2013,7 +2302,7 @@ fn each_telegram_payload_signs_in_once() {
 
 #[test]
 fn telegram_without_a_bot_token_is_503_and_logged() {
-    let site = Site::with_env(&[("TELEGRAM_BOT_USERNAME", BOT)]);
+    let site = Site::configured(Some(BOT), &[]);
     let resp = site.telegram(&payload(TG_NO_PASSWORD, NOW));
     assert_page(&resp, 503, "Вход через Telegram не настроен");
     assert_no_cookie(&resp);
@@ -2054,7 +2343,7 @@ fn signed_in_student_links_telegram_after_confirming() {
     assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
     assert_eq!(site.store.rows().len(), 1);
     let body = site.me_html(&cookie);
-    assert!(body.contains(&linked_id(TG_FREE)), "{body}");
+    assert_linked(&body, TG_FREE);
     assert!(body.contains(&format!(r#"<form method="post" action="{UNLINK}">"#)));
     assert!(!body.contains(WIDGET));
 
@@ -2171,7 +2460,14 @@ fn me_offers_the_link_widget_only_with_a_bot_and_nothing_linked() {
 
 #[test]
 fn login_page_with_next_shows_the_widget_when_a_bot_is_set() {
-    for (site, shown) in [(Site::new(), false), (Site::with_telegram(), true)] {
+    // The bot is `course.telegram_bot` of the site configuration; the setting that
+    // used to name it is ignored.
+    let old_setting = Site::with_env(&[TELEGRAM_ENV, &[("TELEGRAM_BOT_USERNAME", BOT)]].concat());
+    for (site, shown) in [
+        (Site::new(), false),
+        (old_setting, false),
+        (Site::with_telegram(), true),
+    ] {
         let resp = site.handle(&get("/login?next=/me"));
         let body = html(&resp);
         assert_eq!(body.contains(WIDGET), shown);
@@ -2185,7 +2481,7 @@ fn login_page_with_next_shows_the_widget_when_a_bot_is_set() {
 
 /// Telegram configured and the development page switched on.
 fn dev_site() -> Site {
-    Site::with_env(&[TELEGRAM_ENV, &[("DEV_TELEGRAM_LOGIN", "1")]].concat())
+    Site::with_telegram_and(&[("DEV_TELEGRAM_LOGIN", "1")])
 }
 
 #[test]
@@ -2249,4 +2545,23 @@ fn dev_telegram_page_signs_a_payload_that_the_callback_accepts() {
     assert_eq!(site.store.rows()[0].method, AuthMethod::Telegram);
     let resp = site.handle(&with_cookie(local(get("/me")), &cookie));
     assert_page(&resp, 200, "через Telegram");
+}
+
+#[test]
+fn the_language_switch_keeps_the_page_and_its_query_and_logout_keeps_the_language() {
+    let site = Site::new();
+    let english_login = site.handle(&get("/en/login?next=%2Fme"));
+    assert!(
+        html(&english_login).contains(r#"href="/login?next=/me&amp;lang=ru""#),
+        "{english_login:?}"
+    );
+    let cookie = site.signed_in();
+    let me = site.handle(&with_cookies(get("/me"), Some(&cookie), Some("en")));
+    assert!(html(&me).contains(r#"href="/me?lang=ru""#));
+    let logout = site.handle(&with_cookies(
+        post("/logout", &[]),
+        Some(&cookie),
+        Some("en"),
+    ));
+    assert_redirect(&logout, "/en/login");
 }

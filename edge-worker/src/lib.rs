@@ -12,10 +12,15 @@ use course_core::pages::Pages;
 use course_core::session::{KeyError, SessionKeys};
 use worker::{Context, Env, Headers, Request, Response, Result, console_error, event};
 
-fn pages() -> &'static Pages {
-    static PAGES: OnceLock<Pages> = OnceLock::new();
-    // The templates are compiled into the binary and covered by native tests.
-    PAGES.get_or_init(|| Pages::embedded().expect("embedded templates compile"))
+/// The templates and site configuration compiled into the worker, built once per
+/// isolate. Both are checked by native tests and `generator build`; should they still
+/// fail here, every dynamic route answers 503 and logs why.
+fn pages() -> Result<&'static Pages, &'static str> {
+    static PAGES: OnceLock<Result<Pages, String>> = OnceLock::new();
+    PAGES
+        .get_or_init(|| Pages::embedded().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(String::as_str)
 }
 
 /// A secret or plain variable as a string (`.dev.vars` values arrive as either).
@@ -62,13 +67,23 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         setting(&env, "SECRET_KEY_PREVIOUS").as_deref(),
     );
     let settings = Settings::from_env(|name| setting(&env, name));
+    let pages = match pages() {
+        Ok(p) => p,
+        Err(e) => {
+            console_error!("site configuration or templates are broken: {e}");
+            return Ok(Response::ok(
+                "The site is misconfigured; the administrator sees the error in the log.",
+            )?
+            .with_status(503));
+        }
+    };
     let store = store::D1Store::new(env.d1("DB"));
     let log = |line: &str| console_error!("{line}");
     let app = App {
         store: &store,
         keys: keys.as_ref().map_err(|e: &KeyError| e),
         settings: settings.as_ref().map_err(String::as_str),
-        pages: pages(),
+        pages,
         now: (js_sys_now() / 1000.0) as i64,
         log: &log,
     };

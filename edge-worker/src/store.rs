@@ -47,6 +47,7 @@ struct SessionRow {
 
 #[derive(Deserialize)]
 struct VideoRow {
+    id: String,
     title: String,
     media_code: String,
     granted: i64,
@@ -206,7 +207,7 @@ impl Store for D1Store {
     async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError> {
         let rows: Vec<VideoRow> = self
             .all(
-                "SELECT v.title, v.media_code, g.user_id IS NOT NULL AS granted \
+                "SELECT v.id, v.title, v.media_code, g.user_id IS NOT NULL AS granted \
                  FROM videos v LEFT JOIN grants g ON g.video_id = v.id AND g.user_id = ?1 \
                  ORDER BY v.position, v.id",
                 &[num(user_id)],
@@ -215,6 +216,7 @@ impl Store for D1Store {
         Ok(rows
             .into_iter()
             .map(|r| VideoAccess {
+                id: r.id,
                 title: r.title,
                 media_code: r.media_code,
                 granted: r.granted != 0,

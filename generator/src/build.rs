@@ -1,17 +1,22 @@
-//! `generator build`: renders the static pages from the shared templates.
+//! `generator build`: renders the static site from a site folder, in every language.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use course_core::pages::{ErrorView, LoginView, Pages, STATIC_FILES};
+use course_core::pages::{ErrorView, LoginView, PageLang, Pages};
+use course_core::site::Lang;
 
 use crate::cli::BuildArgs;
+use crate::site_files;
+
+/// Long caching for content-hashed assets; HTML keeps the platform's default
+/// (revalidate on every use).
+const IMMUTABLE: &str = "/assets/*\n  cache-control: public, max-age=31536000, immutable\n";
 
 pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let telegram_bot = telegram_bot(&args.wrangler)?;
-    let files = render(telegram_bot)?;
+    let files = render(&args.config, args.structure.as_deref())?;
     write_all(&args.out, &files)?;
     for (name, content) in &files {
         println!(
@@ -29,152 +34,108 @@ pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(serde::Deserialize)]
-struct WranglerConfig {
-    #[serde(default)]
-    vars: std::collections::BTreeMap<String, toml::Value>,
-}
-
-/// `[vars] TELEGRAM_BOT_USERNAME` from wrangler.toml, validated as the worker does.
-fn telegram_bot(wrangler: &Path) -> anyhow::Result<Option<String>> {
-    let text = std::fs::read_to_string(wrangler)
-        .with_context(|| format!("reading {}", wrangler.display()))?;
-    let config: WranglerConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", wrangler.display()))?;
-    let vars: Vec<(String, String)> = config
-        .vars
-        .into_iter()
-        .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
-        .collect();
-    let settings = course_core::app::Settings::from_env(|name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .map_err(anyhow::Error::msg)
-    .with_context(|| format!("in [vars] of {}", wrangler.display()))?;
-    Ok(settings.telegram_bot_username)
-}
-
-/// Every file of the static site: (path inside the assets directory, content).
-pub(crate) fn render(telegram_bot: Option<String>) -> anyhow::Result<Vec<(String, String)>> {
-    let pages = Pages::embedded().context("compiling the templates in site/templates")?;
-    let not_found = ErrorView {
-        heading: "Страница не найдена".into(),
-        message: "Такой страницы на сайте нет. Проверьте адрес или начните с главной.".into(),
-    };
-    let login = LoginView {
-        telegram_bot,
-        ..LoginView::default()
-    };
-    let mut files = vec![
-        (
-            "index.html".to_owned(),
-            pages.index().context("rendering index.html")?,
-        ),
-        (
-            "login.html".to_owned(),
-            pages.login(&login).context("rendering login.html")?,
-        ),
-        (
-            "404.html".to_owned(),
-            pages.error(&not_found).context("rendering 404.html")?,
-        ),
-        ("_headers".to_owned(), course_core::headers::assets_file()),
-    ];
-    files.extend(
-        STATIC_FILES
-            .iter()
-            .map(|(n, c)| ((*n).to_owned(), (*c).to_owned())),
-    );
+/// Every file of the static site: (path inside the assets directory, content), in a
+/// fixed order, so the same input always gives byte-identical output.
+pub(crate) fn render(
+    config: &Path,
+    structure: Option<&Path>,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let site_files::SiteFiles {
+        site,
+        templates,
+        assets,
+    } = site_files::load(config, structure)?;
+    let pages = Pages::new(
+        templates.iter().map(|(n, s)| (n.as_str(), s.as_str())),
+        site,
+    )
+    .context("compiling the templates")?;
+    let site = pages.site();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for lang in Lang::ALL {
+        let prefix = site.prefix(lang);
+        let dir = prefix.trim_start_matches('/');
+        let path_of = |name: &str| {
+            if dir.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{dir}/{name}")
+            }
+        };
+        // The same page in the other language: its prefix plus the page's path, and
+        // `?lang=` for the root language, so that a page passing through the worker
+        // also resets the language cookie.
+        let other = lang.other();
+        let page = |route: &str| PageLang {
+            lang,
+            switch_url: if site.prefix(other).is_empty() {
+                format!("{route}?lang={}", other.code())
+            } else {
+                format!("{}{route}", site.prefix(other))
+            },
+        };
+        let t = site.messages(lang);
+        let not_found = ErrorView {
+            heading: t.text("errors.not_found_title"),
+            message: t.text("errors.not_found_text"),
+        };
+        let rendered = [
+            ("index.html", pages.index(&page("/"))),
+            (
+                "login.html",
+                pages.login(&page("/login"), &LoginView::default()),
+            ),
+            ("help.html", pages.help(&page("/help"))),
+            ("404.html", pages.error(&page("/"), &not_found)),
+        ];
+        for (name, html) in rendered {
+            let html =
+                html.with_context(|| format!("rendering {} ({})", path_of(name), lang.code()))?;
+            files.push((path_of(name), html.into_bytes()));
+        }
+    }
+    for (hashed, content) in assets {
+        files.push((format!("assets/{hashed}"), content));
+    }
+    let headers = format!("{}{IMMUTABLE}", course_core::headers::assets_file());
+    files.push(("_headers".to_owned(), headers.into_bytes()));
     Ok(files)
 }
 
-fn write_all(out: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+/// Lists what the last build wrote, so the next one can remove what it no longer writes
+/// (an old hashed stylesheet, say) without touching anything else in the folder.
+const MANIFEST: &str = ".generator-files";
+
+fn write_all(out: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    let manifest = out.join(MANIFEST);
+    let previous = std::fs::read_to_string(&manifest).unwrap_or_default();
     for (name, content) in files {
         let path = out.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
         std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FILES: [&str; 5] = [
-        "index.html",
-        "login.html",
-        "404.html",
-        "style.css",
-        "_headers",
-    ];
-
-    fn args(dir: &Path, vars: &str) -> BuildArgs {
-        let wrangler = dir.join("wrangler.toml");
-        std::fs::write(&wrangler, format!("name = \"x\"\n[vars]\n{vars}\n")).unwrap();
-        BuildArgs {
-            out: dir.join("site"),
-            wrangler,
+    for stale in previous
+        .lines()
+        .filter(|old| !files.iter().any(|(name, _)| name == old))
+    {
+        // Only plain relative names that a build wrote; never anything outside `out`.
+        if !stale.is_empty()
+            && !stale.starts_with('/')
+            && !stale.split('/').any(|part| part == "..")
+        {
+            let path = out.join(stale);
+            if path.is_file() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing the stale {}", path.display()))?;
+                println!("  removed {}", path.display());
+            }
         }
     }
-
-    fn read_all(args: &BuildArgs) -> Vec<Vec<u8>> {
-        FILES
-            .iter()
-            .map(|n| std::fs::read(args.out.join(n)).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn builds_the_pages_into_a_directory_deterministically() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = args(dir.path(), "");
-        run(&args).unwrap();
-        let first = read_all(&args);
-        run(&args).unwrap();
-        assert_eq!(first, read_all(&args));
-        let login = String::from_utf8(first[1].clone()).unwrap();
-        assert!(login.contains(r#"<form class="card" method="post" action="/login">"#));
-        assert!(login.contains(r#"name="email""#) && login.contains(r#"name="password""#));
-        assert!(!login.contains("telegram-widget.js"));
-        let headers = String::from_utf8(first[4].clone()).unwrap();
-        assert!(headers.contains("content-security-policy: default-src 'self'"));
-        assert!(headers.contains("strict-transport-security: max-age=31536000"));
-    }
-
-    #[test]
-    fn the_login_page_shows_the_bot_from_wrangler_vars() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = args(dir.path(), "TELEGRAM_BOT_USERNAME = \"course_bot\"");
-        run(&args).unwrap();
-        let login = std::fs::read_to_string(args.out.join("login.html")).unwrap();
-        assert!(login.contains(r#"data-telegram-login="course_bot""#));
-    }
-
-    #[test]
-    fn bad_vars_and_missing_config_are_errors_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let bad = args(dir.path(), "TELEGRAM_BOT_USERNAME = \"not a bot!\"");
-        let err = format!("{:#}", run(&bad).unwrap_err());
-        assert!(
-            err.contains("wrangler.toml") && err.contains("TELEGRAM_BOT_USERNAME"),
-            "{err}"
-        );
-        let missing = BuildArgs {
-            out: dir.path().join("o"),
-            wrangler: dir.path().join("nope.toml"),
-        };
-        assert!(format!("{:#}", run(&missing).unwrap_err()).contains("nope.toml"));
-    }
-
-    #[test]
-    fn an_unwritable_output_is_an_error_with_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let blocker = dir.path().join("file");
-        std::fs::write(&blocker, "x").unwrap();
-        let mut args = args(dir.path(), "");
-        args.out = blocker.join("sub");
-        let err = run(&args).unwrap_err();
-        assert!(format!("{err:#}").contains("file/sub"), "{err:#}");
-    }
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    std::fs::write(&manifest, names.join("\n") + "\n")
+        .with_context(|| format!("writing {}", manifest.display()))?;
+    Ok(())
 }

@@ -15,8 +15,8 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Render the static pages (landing page, login page, 404 page, styles) into the
-    /// assets directory that wrangler serves.
+    /// Render the static site (landing, login, help and 404 pages in every language,
+    /// hashed styles, the `_headers` file) into the assets directory wrangler serves.
     Build(BuildArgs),
     /// Read a password from stdin (or ask for it on a terminal) and print its Argon2id
     /// PHC string, for seeding `users.password_hash` with wrangler.
@@ -25,12 +25,16 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
+    /// The site configuration; templates, static files and texts are read from the
+    /// `templates/`, `static/` and `i18n/` folders beside it.
+    #[arg(long, default_value = "site/config.toml")]
+    pub(crate) config: PathBuf,
     /// Directory to write the site into (created if missing; files the build
     /// writes are replaced, others are left alone).
     #[arg(long, default_value = "dist")]
     pub(crate) out: PathBuf,
-    /// The worker's wrangler.toml: its `[vars]` say which Telegram bot the login page
-    /// shows (`TELEGRAM_BOT_USERNAME`), so the static page and the worker agree.
-    #[arg(long, default_value = "wrangler.toml")]
-    pub(crate) wrangler: PathBuf,
+    /// Lesson and section titles from a sync (default: `course-structure.json` beside
+    /// the configuration, when it exists).
+    #[arg(long)]
+    pub(crate) structure: Option<PathBuf>,
 }

@@ -2,6 +2,7 @@
 
 mod build;
 mod cli;
+mod site_files;
 
 use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;

@@ -15,7 +15,6 @@ export const TEST_BOT_TOKEN = '123456:e2e-test-token-for-the-local-widget';
 export const TEST_VARS = {
   SECRET_KEY: TEST_SECRET,
   TELEGRAM_BOT_TOKEN: TEST_BOT_TOKEN,
-  TELEGRAM_BOT_USERNAME: 'course_test_bot',
   DEV_TELEGRAM_LOGIN: '1',
 };
 

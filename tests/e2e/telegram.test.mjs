@@ -92,7 +92,9 @@ describe('linking', () => {
   test('a password user links Telegram, signs in with it, then unlinks', async () => {
     const cookie = await passwordSession();
     let html = await (await w.fetch('/me', withCookie(cookie))).text();
-    assert.match(html, /data-telegram-login="course_test_bot"/, '/me offers the link widget');
+    // The shipped configuration names no bot, so /me shows no widget (native tests cover
+    // the widget); the callback and linking work with the token alone.
+    assert.match(html, /id="telegram-heading"/);
     // The callback only asks; linking needs the same-origin POST of the confirmation page.
     const query = telegramQuery({ id: 6000000002, first_name: 'Пароль', auth_date: now() });
     const ask = await w.fetch(`/login/telegram/callback?${query}`, withCookie(cookie));
@@ -115,7 +117,7 @@ describe('linking', () => {
     assert.equal(link.headers.get('location'), '/me');
     assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: 6000000002 }]);
     html = await (await w.fetch('/me', withCookie(cookie))).text();
-    assert.match(html, /<span id="telegram-id">6000000002<\/span>/);
+    assert.match(html, /<span id="telegram-id" hidden>6000000002<\/span>/);
     assert.match(html, /action="\/me\/telegram\/unlink"/);
 
     const viaTelegram = await callback({ id: 6000000002, auth_date: now() });

@@ -227,13 +227,18 @@ describe('logout', () => {
 });
 
 describe('static site', () => {
-  test('landing page and styles are served as assets', async () => {
+  test('landing page and hashed, long-cached styles are served as assets', async () => {
     const index = await w.fetch('/');
     assert.equal(index.status, 200);
-    assert.match(await index.text(), /href="\/login"/);
-    const css = await w.fetch('/style.css');
+    const html = await index.text();
+    assert.match(html, /href="\/login"/);
+    const stylesheet = html.match(/<link rel="stylesheet" href="(\/assets\/style\.[0-9a-f]{16}\.css)">/)[1];
+    const css = await w.fetch(stylesheet);
     assert.equal(css.status, 200);
     assert.match(css.headers.get('content-type'), /text\/css/);
+    assert.match(css.headers.get('cache-control'), /max-age=31536000, immutable/);
+    const english = await w.fetch('/en/');
+    assert.match(await english.text(), /<html lang="en">/);
   });
 
   test('unknown paths get the 404 page', async () => {

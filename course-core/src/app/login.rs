@@ -2,13 +2,11 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{App, Store};
+use super::{Handler, Store};
 use crate::http::{self, Body, FormError, Request, Response};
 use crate::pages::LoginView;
 use crate::password;
 use crate::session::AuthMethod;
-
-const LOGIN_FAILED: &str = "Неверный e-mail или пароль.";
 
 /// The throttle keys of an attempt: the account (by e-mail, known or not) and the
 /// client address. Hashed, so the table holds no e-mails or addresses.
@@ -22,24 +20,28 @@ fn throttle_keys(email: &str, client_address: Option<&str>) -> (String, Option<S
     )
 }
 
-impl<S: Store> App<'_, S> {
+impl<S: Store> Handler<'_, '_, S> {
     pub(super) fn login_page(&self, req: &Request) -> Response {
         let next = req.query_param("next").as_deref().and_then(http::safe_next);
-        let telegram_bot = self
-            .settings
-            .ok()
-            .and_then(|s| s.telegram_bot_username.clone());
         match next {
             // The static page cannot carry `next`; render the same template with it.
             Some(next) => self.page(
                 200,
-                self.pages.login(&LoginView {
-                    next: Some(next),
-                    telegram_bot,
-                    ..LoginView::default()
-                }),
+                self.pages.login(
+                    &self.page,
+                    &LoginView {
+                        next: Some(next),
+                        ..LoginView::default()
+                    },
+                ),
             ),
-            None => Response::new(200, Body::Asset("/login".into())),
+            None => Response::new(
+                200,
+                Body::Asset(format!(
+                    "{}/login",
+                    self.pages.site().prefix(self.page.lang)
+                )),
+            ),
         }
     }
 
@@ -58,16 +60,18 @@ impl<S: Store> App<'_, S> {
         let again = |status: u16, error: &str| {
             self.page(
                 status,
-                self.pages.login(&LoginView {
-                    error: Some(error.to_owned()),
-                    email: Some(email.clone()).filter(|e| !e.is_empty()),
-                    next: next.clone(),
-                    telegram_bot: settings.telegram_bot_username.clone(),
-                }),
+                self.pages.login(
+                    &self.page,
+                    &LoginView {
+                        error: Some(error.to_owned()),
+                        email: Some(email.clone()).filter(|e| !e.is_empty()),
+                        next: next.clone(),
+                    },
+                ),
             )
         };
         if email.is_empty() || password.is_empty() {
-            return again(400, "Введите e-mail и пароль.");
+            return again(400, &self.t("login.missing"));
         }
 
         let (account_key, address_key) = throttle_keys(&email, req.header("cf-connecting-ip"));
@@ -93,13 +97,12 @@ impl<S: Store> App<'_, S> {
             .max();
         if let Some(secs) = retry_after {
             let minutes = (secs + 59) / 60;
-            return again(
-                429,
-                &format!(
-                    "Слишком много неудачных попыток входа. Попробуйте снова через {minutes} мин."
-                ),
-            )
-            .with_header("retry-after", secs.max(1).to_string());
+            let message = self
+                .pages
+                .site()
+                .messages(self.page.lang)
+                .fill("login.throttled", &[("minutes", &minutes.to_string())]);
+            return again(429, &message).with_header("retry-after", secs.max(1).to_string());
         }
 
         let user = match self.store.user_for_login(&email).await {
@@ -124,14 +127,11 @@ impl<S: Store> App<'_, S> {
             {
                 (self.log)(&format!("login failure not recorded: {e}"));
             }
-            return again(401, LOGIN_FAILED);
+            return again(401, &self.t("login.failed"));
         };
         if user.disabled {
             // Only someone who knows the password learns that the account is disabled.
-            return again(
-                403,
-                "Эта учётная запись отключена. Обратитесь к организаторам курса.",
-            );
+            return again(403, &self.t("login.disabled"));
         }
         if let Err(e) = self.store.clear_login_failures(&account_key).await {
             (self.log)(&format!("login failures not cleared: {e}"));
@@ -152,17 +152,13 @@ impl<S: Store> App<'_, S> {
     }
 
     pub(super) fn bad_form(&self, e: &FormError) -> Response {
-        let message = match e {
-            FormError::TooLarge => "Форма слишком большая.",
-            FormError::UnsupportedType => {
-                "Форму нужно отправлять как обычную HTML-форму (application/x-www-form-urlencoded)."
-            }
-            FormError::Malformed => {
-                "Форма повреждена: данные не в кодировке UTF-8 или неверно закодированы."
-            }
-            FormError::FieldTooLong => "Одно из полей формы слишком длинное.",
+        let key = match e {
+            FormError::TooLarge => "form_too_large",
+            FormError::UnsupportedType => "form_type",
+            FormError::Malformed => "form_malformed",
+            FormError::FieldTooLong => "form_field_too_long",
         };
-        self.error_page(e.status(), "Неверный запрос", message)
+        self.error_page(e.status(), key)
     }
 }
 

@@ -12,9 +12,10 @@ pub use settings::*;
 pub use store::*;
 
 use crate::headers;
-use crate::http::{Body, Method, Request, Response};
-use crate::pages::{ErrorView, Pages, RenderError};
+use crate::http::{self, Body, Method, Request, Response};
+use crate::pages::{ErrorView, PageLang, Pages, RenderError};
 use crate::session::{self, AuthMethod, KeyError, SessionClaims, SessionKeys};
+use crate::site::Lang;
 
 /// Cookie name in production: `__Host-` pins it to this host, `Secure` and `Path=/`.
 pub const COOKIE_SECURE: &str = "__Host-session";
@@ -24,6 +25,8 @@ pub const COOKIE_LOCAL: &str = "session";
 pub const RENEW_AFTER_SECS: i64 = 3_600;
 /// Where Boomstream's player lives.
 pub const BOOMSTREAM_PLAYER: &str = "https://play.boomstream.com/";
+/// The cookie that remembers a chosen language (not a secret; readable by nobody but us).
+pub const LANG_COOKIE: &str = "lang";
 
 /// Everything one request is handled with.
 pub struct App<'a, S: Store> {
@@ -60,57 +63,126 @@ enum SessionCheck {
 /// Keys and settings, both usable.
 type Ready<'a> = (&'a SessionKeys, &'a Settings);
 
-impl<S: Store> App<'_, S> {
+impl<'a, S: Store> App<'a, S> {
     /// Handles one request to a dynamic route.
     pub async fn handle(&self, req: &Request) -> Response {
-        let no_referrer = req.path == "/login/telegram/callback";
-        let response = if req.method == Method::Post && !req.is_same_origin() {
-            self.error_page(
-                403,
-                "Запрос отклонён",
-                "Форма отправлена с другого сайта. Откройте страницу входа на этом сайте и попробуйте ещё раз.",
-            )
-        } else {
-            self.route(req).await
+        let site = self.pages.site();
+        // `/en/login` is the English login page: the route is `/login`.
+        let path_lang = site.lang_of_path(&req.path);
+        let route = match path_lang {
+            Some(lang) => req.path[site.prefix(lang).len()..].to_owned(),
+            None => req.path.clone(),
         };
-        finish(response, !req.is_local_http(), no_referrer)
+        let route = if route.is_empty() {
+            "/".to_owned()
+        } else {
+            route
+        };
+        let query_lang = req.query_param("lang").as_deref().and_then(Lang::parse);
+        let cookie_lang = req.cookie(LANG_COOKIE).and_then(Lang::parse);
+        let chosen = path_lang.or(query_lang);
+        let lang = chosen
+            .or(cookie_lang)
+            .unwrap_or(site.config.course.language);
+        // The same page in the other language: its query kept, `lang` replaced (which
+        // also updates the language cookie).
+        let mut params: Vec<String> = req
+            .query
+            .as_deref()
+            .and_then(|q| http::parse_urlencoded(q.as_bytes(), usize::MAX).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "lang")
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    http::encode_component(&k),
+                    http::encode_component(&v)
+                )
+            })
+            .collect();
+        params.push(format!("lang={}", lang.other().code()));
+        let switch_url = format!("{route}?{}", params.join("&"));
+        let handler = Handler {
+            app: self,
+            page: PageLang { lang, switch_url },
+        };
+        let response = if req.method == Method::Post && !req.is_same_origin() {
+            handler.error_page(403, "cross_site")
+        } else {
+            handler.route(req, &route).await
+        };
+        let mut response = finish(
+            response,
+            !req.is_local_http(),
+            route == "/login/telegram/callback",
+        );
+        if let Some(lang) = chosen.filter(|l| Some(*l) != cookie_lang) {
+            let secure = if req.is_local_http() { "" } else { "; Secure" };
+            response.headers.push((
+                "set-cookie".into(),
+                format!(
+                    "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax{secure}",
+                    lang.code()
+                ),
+            ));
+        }
+        response
     }
+}
 
-    async fn route(&self, req: &Request) -> Response {
+/// One request being handled: the app plus the language the answer is in.
+struct Handler<'h, 'a, S: Store> {
+    app: &'h App<'a, S>,
+    page: PageLang,
+}
+
+impl<'a, S: Store> std::ops::Deref for Handler<'_, 'a, S> {
+    type Target = App<'a, S>;
+
+    fn deref(&self) -> &Self::Target {
+        self.app
+    }
+}
+
+impl<S: Store> Handler<'_, '_, S> {
+    async fn route(&self, req: &Request, route: &str) -> Response {
         use Method::{Get, Head, Post};
-        match (req.path.as_str(), req.method) {
+        match (route, req.method) {
             ("/login", Get | Head) => self.login_page(req),
             ("/login", Post) => self.login(req).await,
             ("/login/telegram/callback", Get | Head) => self.telegram_callback(req).await,
             ("/me", Get | Head) => self.me(req).await,
             ("/me/telegram/link", Post) => self.link_telegram(req).await,
             ("/me/telegram/unlink", Post) => self.unlink_telegram(req).await,
-            ("/logout", Get | Head) => self.page(200, self.pages.logout()),
+            ("/logout", Get | Head) => self.page(200, self.pages.logout(&self.page)),
             ("/logout", Post) => self.logout(req).await,
             ("/dev/telegram", Get | Head) => self.dev_telegram(req),
             ("/login" | "/me" | "/logout", _) => self
-                .error_page(
-                    405,
-                    "Метод не поддерживается",
-                    "Эта страница принимает только GET и POST.",
-                )
+                .error_page(405, "method")
                 .with_header("allow", "GET, HEAD, POST"),
             ("/login/telegram/callback" | "/dev/telegram", _) => self
-                .error_page(
-                    405,
-                    "Метод не поддерживается",
-                    "Эта страница принимает только GET.",
-                )
+                .error_page(405, "method")
                 .with_header("allow", "GET, HEAD"),
-            ("/me/telegram/link" | "/me/telegram/unlink", _) => self
-                .error_page(
-                    405,
-                    "Метод не поддерживается",
-                    "Эта страница принимает только POST.",
-                )
-                .with_header("allow", "POST"),
+            ("/me/telegram/link" | "/me/telegram/unlink", _) => {
+                self.error_page(405, "method").with_header("allow", "POST")
+            }
             _ => self.not_found(),
         }
+    }
+
+    /// A text of the page's language.
+    fn t(&self, key: &str) -> String {
+        self.pages.site().messages(self.page.lang).text(key)
+    }
+
+    /// The login page of the page's language, coming back to `back_to`.
+    fn to_login(&self, back_to: &str) -> Response {
+        let prefix = self.pages.site().prefix(self.page.lang);
+        Response::see_other(&format!(
+            "{prefix}/login?next={}",
+            http::encode_component(back_to)
+        ))
     }
 
     fn ready(&self) -> Result<Ready<'_>, Response> {
@@ -138,11 +210,7 @@ impl<S: Store> App<'_, S> {
             Ok(id) => id,
             Err(e) => {
                 (self.log)(&format!("no randomness for a session id: {e}"));
-                return self.error_page(
-                    503,
-                    "Сервис временно недоступен",
-                    "Попробуйте ещё раз через минуту.",
-                );
+                return self.page_with(503, "errors.unavailable_title", "errors.retry_text");
             }
         };
         let claims = SessionClaims {
@@ -223,7 +291,7 @@ impl<S: Store> App<'_, S> {
         match self.check_session(req).await? {
             SessionCheck::Valid(c) => Ok(*c),
             check => {
-                let to_login = Response::see_other(&format!("/login?next={back_to}"));
+                let to_login = self.to_login(back_to);
                 Err(match check {
                     SessionCheck::Invalid => {
                         to_login.with_header("set-cookie", removal_cookie(req))
@@ -248,7 +316,9 @@ impl<S: Store> App<'_, S> {
         {
             return self.unavailable(&e);
         }
-        Response::see_other("/login").with_header("set-cookie", removal_cookie(req))
+        let prefix = self.pages.site().prefix(self.page.lang);
+        Response::see_other(&format!("{prefix}/login"))
+            .with_header("set-cookie", removal_cookie(req))
     }
 
     fn page(&self, status: u16, html: Result<String, RenderError>) -> Response {
@@ -256,21 +326,37 @@ impl<S: Store> App<'_, S> {
             Ok(html) => Response::new(status, Body::Html(html)),
             Err(e) => {
                 (self.log)(&format!("template error: {e}"));
-                Response::new(500, Body::Text("Внутренняя ошибка шаблона.".into()))
+                Response::new(500, Body::Text("Internal template error.".into()))
             }
         }
     }
 
-    fn error_page(&self, status: u16, heading: &str, message: &str) -> Response {
-        let view = ErrorView {
-            heading: heading.into(),
-            message: message.into(),
+    /// An error page whose heading and text are `errors.<key>_title` and `errors.<key>_text`.
+    fn error_page(&self, status: u16, key: &str) -> Response {
+        let text_key = match key {
+            // Some errors share their explanation.
+            "form_too_large" | "form_type" | "form_malformed" | "form_field_too_long" => {
+                return self.page_with(
+                    status,
+                    "errors.bad_request_title",
+                    &format!("errors.{key}"),
+                );
+            }
+            _ => format!("errors.{key}_text"),
         };
-        self.page(status, self.pages.error(&view))
+        self.page_with(status, &format!("errors.{key}_title"), &text_key)
+    }
+
+    fn page_with(&self, status: u16, heading_key: &str, text_key: &str) -> Response {
+        let view = ErrorView {
+            heading: self.t(heading_key),
+            message: self.t(text_key),
+        };
+        self.page(status, self.pages.error(&self.page, &view))
     }
 
     fn not_found(&self) -> Response {
-        self.error_page(404, "Страница не найдена", "Такой страницы на сайте нет.")
+        self.error_page(404, "not_found")
     }
 
     fn misconfigured(&self) -> Response {
@@ -281,21 +367,13 @@ impl<S: Store> App<'_, S> {
             (_, Err(e)) => (self.log)(&format!("configuration error: {e}")),
             _ => {}
         }
-        self.error_page(
-            503,
-            "Сайт настроен неверно",
-            "Вход временно невозможен: сайт не настроен. Администратор уже видит эту ошибку в журнале.",
-        )
+        self.error_page(503, "misconfigured")
     }
 
     fn unavailable(&self, e: &StoreError) -> Response {
         (self.log)(&format!("database error: {e}"));
-        self.error_page(
-            503,
-            "Сервис временно недоступен",
-            "Не удалось обратиться к базе данных. Попробуйте ещё раз через минуту.",
-        )
-        .with_header("retry-after", "30")
+        self.error_page(503, "unavailable")
+            .with_header("retry-after", "30")
     }
 }
 

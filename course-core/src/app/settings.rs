@@ -17,8 +17,6 @@ pub const DEFAULT_THROTTLE_WINDOW_SECS: i64 = 15 * 60;
 pub struct Settings {
     /// Idle lifetime of a session in seconds (`SESSION_TTL_DAYS`).
     pub session_ttl_secs: i64,
-    /// The bot whose Login Widget the pages show (`TELEGRAM_BOT_USERNAME`); none = no widget.
-    pub telegram_bot_username: Option<String>,
     /// The bot's token (`TELEGRAM_BOT_TOKEN`, a secret); none = Telegram sign-in off.
     pub telegram_bot_token: Option<String>,
     /// Oldest accepted `auth_date` (`TELEGRAM_AUTH_MAX_AGE_SECS`).
@@ -60,16 +58,6 @@ impl Settings {
                     )
                 }),
         };
-        let bot = text("TELEGRAM_BOT_USERNAME").map(|b| b.trim_start_matches('@').to_owned());
-        if let Some(b) = &bot
-            && !(b.len() >= 5
-                && b.len() <= 32
-                && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
-        {
-            return Err(format!(
-                "TELEGRAM_BOT_USERNAME must be a bot username (5-32 letters, digits, _), not {b:?}"
-            ));
-        }
         Ok(Settings {
             session_ttl_secs: number(
                 "SESSION_TTL_DAYS",
@@ -77,7 +65,6 @@ impl Settings {
                 1..=400,
                 "days",
             )? * 86_400,
-            telegram_bot_username: bot,
             telegram_bot_token: text("TELEGRAM_BOT_TOKEN"),
             telegram_max_age_secs: number(
                 "TELEGRAM_AUTH_MAX_AGE_SECS",
@@ -126,7 +113,6 @@ mod tests {
     fn defaults() {
         let s = from(&[]).unwrap();
         assert_eq!(s.session_ttl_secs, 30 * 86_400);
-        assert_eq!(s.telegram_bot_username, None);
         assert_eq!(s.telegram_max_age_secs, 600);
         assert!(!s.dev_telegram_login);
         assert_eq!(s.max_failures_per_account, 5);
@@ -137,13 +123,11 @@ mod tests {
     fn values_and_errors() {
         let s = from(&[
             ("SESSION_TTL_DAYS", " 7 "),
-            ("TELEGRAM_BOT_USERNAME", "@course_bot"),
             ("DEV_TELEGRAM_LOGIN", "1"),
             ("TELEGRAM_BOT_TOKEN", ""),
         ])
         .unwrap();
         assert_eq!(s.session_ttl_secs, 7 * 86_400);
-        assert_eq!(s.telegram_bot_username.as_deref(), Some("course_bot"));
         assert!(s.dev_telegram_login);
         assert_eq!(s.telegram_bot_token, None);
         assert!(
@@ -157,6 +141,5 @@ mod tests {
                 .unwrap_err()
                 .contains("TELEGRAM_AUTH_MAX_AGE_SECS")
         );
-        assert!(from(&[("TELEGRAM_BOT_USERNAME", "bad name<script>")]).is_err());
     }
 }

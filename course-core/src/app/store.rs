@@ -62,6 +62,8 @@ pub struct NewSession {
 /// A video and whether this student may watch it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoAccess {
+    /// `videos.id` (the configuration's slug).
+    pub id: String,
     /// Title.
     pub title: String,
     /// Boomstream media code.

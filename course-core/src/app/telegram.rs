@@ -1,24 +1,20 @@
 //! Telegram sign-in (Login Widget redirect), linking and unlinking, and the local
 //! development page that signs a payload with the local bot token.
 
-use super::{App, Current, LinkOutcome, SessionCheck, Store, with_renewal};
+use super::{Current, Handler, LinkOutcome, SessionCheck, Store, with_renewal};
 use crate::http::{self, Request, Response};
-use crate::pages::{DevTelegramView, LinkTelegramView};
+use crate::pages::LinkTelegramView;
 use crate::session::AuthMethod;
 use crate::telegram::{self, Rejection, TelegramLogin};
 
-impl<S: Store> App<'_, S> {
+impl<S: Store> Handler<'_, '_, S> {
     /// Verifies a widget payload: signature and freshness. Any failure is the
     /// response to send.
     fn verify_telegram(&self, payload: &str) -> Result<TelegramLogin, Response> {
         let settings = self.ready()?.1;
         let Some(token) = settings.telegram_bot_token.as_deref() else {
             (self.log)("Telegram sign-in was used but TELEGRAM_BOT_TOKEN is not set");
-            return Err(self.error_page(
-                503,
-                "Вход через Telegram не настроен",
-                "Войдите по e-mail и паролю или напишите организаторам курса.",
-            ));
+            return Err(self.error_page(503, "telegram_off"));
         };
         telegram::verify(payload, token, self.now, settings.telegram_max_age_secs).map_err(|r| {
             match r {
@@ -61,20 +57,11 @@ impl<S: Store> App<'_, S> {
         };
         match self.store.user_by_telegram(login.id).await {
             Ok(Some(account)) if !account.disabled => {
-                self.start_session(req, account.id, AuthMethod::Telegram, "/me").await
+                self.start_session(req, account.id, AuthMethod::Telegram, "/me")
+                    .await
             }
-            Ok(Some(_)) => self.error_page(
-                403,
-                "Учётная запись отключена",
-                "Эта учётная запись отключена. Обратитесь к организаторам курса.",
-            ),
-            Ok(None) => self.error_page(
-                403,
-                "Telegram не привязан к учётной записи",
-                "Этот аккаунт Telegram пока не связан ни с одной учётной записью курса. \
-                 Войдите по e-mail и паролю и на странице «Мои видео» нажмите «Привязать Telegram» — \
-                 после этого можно будет входить через Telegram. Если пароля у вас нет, напишите организаторам курса.",
-            ),
+            Ok(Some(_)) => self.error_page(403, "disabled"),
+            Ok(None) => self.error_page(403, "telegram_not_linked"),
             Err(e) => self.unavailable(&e),
         }
     }
@@ -97,7 +84,10 @@ impl<S: Store> App<'_, S> {
             telegram_id: login.id,
             payload: payload.to_owned(),
         };
-        with_renewal(self.page(200, self.pages.link_telegram(&view)), current)
+        with_renewal(
+            self.page(200, self.pages.link_telegram(&self.page, &view)),
+            current,
+        )
     }
 
     /// Why this account cannot take this Telegram id, if it cannot.
@@ -107,12 +97,7 @@ impl<S: Store> App<'_, S> {
             .telegram_id
             .is_some_and(|linked| linked != telegram_id)
         {
-            return Some(self.error_page(
-                409,
-                "Telegram уже привязан",
-                "К вашей учётной записи уже привязан другой аккаунт Telegram. \
-                 Сначала отвяжите его на странице «Мои видео», затем привяжите новый.",
-            ));
+            return Some(self.error_page(409, "telegram_other_linked"));
         }
         match self.store.user_by_telegram(telegram_id).await {
             Ok(Some(owner)) if owner.id != current.claims.user_id => Some(self.taken_by_other()),
@@ -122,12 +107,7 @@ impl<S: Store> App<'_, S> {
     }
 
     fn taken_by_other(&self) -> Response {
-        self.error_page(
-            409,
-            "Этот Telegram привязан к другой учётной записи",
-            "Этот аккаунт Telegram связан с другой учётной записью курса. Чтобы войти в неё, \
-             выйдите из текущей и нажмите кнопку Telegram на странице входа.",
-        )
+        self.error_page(409, "telegram_taken")
     }
 
     /// `POST /me/telegram/link`: the confirmed link (same-origin, checked like every POST).
@@ -161,19 +141,11 @@ impl<S: Store> App<'_, S> {
     }
 
     fn telegram_invalid(&self) -> Response {
-        self.error_page(
-            403,
-            "Не удалось войти через Telegram",
-            "Данные входа недействительны или уже использованы. Вернитесь на страницу входа и нажмите кнопку Telegram ещё раз.",
-        )
+        self.error_page(403, "telegram_invalid")
     }
 
     fn telegram_expired(&self) -> Response {
-        self.error_page(
-            403,
-            "Ссылка для входа устарела",
-            "Данные входа через Telegram устарели. Вернитесь на страницу входа и нажмите кнопку Telegram ещё раз.",
-        )
+        self.error_page(403, "telegram_expired")
     }
 
     pub(super) async fn unlink_telegram(&self, req: &Request) -> Response {
@@ -182,11 +154,7 @@ impl<S: Store> App<'_, S> {
             Err(resp) => return resp,
         };
         if !current.row.has_password {
-            return self.error_page(
-                409,
-                "Нельзя отвязать Telegram",
-                "У этой учётной записи нет пароля: без Telegram в неё нельзя будет войти. Напишите организаторам курса.",
-            );
+            return self.error_page(409, "unlink_refused");
         }
         let resp = match self.store.unlink_telegram(current.claims.user_id).await {
             Ok(()) => Response::see_other("/me"),
@@ -205,15 +173,11 @@ impl<S: Store> App<'_, S> {
             _ => return self.not_found(),
         };
         let Some(token) = settings.telegram_bot_token.as_deref() else {
-            return self.error_page(
-                503,
-                "Нет TELEGRAM_BOT_TOKEN",
-                "Задайте TELEGRAM_BOT_TOKEN в .dev.vars, чтобы подписывать тестовые данные.",
-            );
+            return self.error_page(503, "dev_no_token");
         };
         let id = req.query_param("id").filter(|s| !s.is_empty());
         let Some(id) = id else {
-            return self.page(200, self.pages.dev_telegram(&DevTelegramView::default()));
+            return self.page(200, self.pages.dev_telegram(&self.page));
         };
         let first_name = req.query_param("first_name").unwrap_or_default();
         let auth_date = self.now.to_string();
