@@ -25,5 +25,13 @@ trap 'rm -f "$seed"' EXIT
 sed "s|@DEMO_PASSWORD_HASH@|$hash|" site/demo/seed.sql > "$seed"
 wrangler d1 execute DB --local --file "$seed" > /dev/null
 
+if [ -n "${STEPIK_CLIENT_ID:-}" ] && [ -n "${STEPIK_CLIENT_SECRET:-}" ]; then
+  say "syncing Stepik progress into the local D1"
+  target/debug/generator sync --d1 local
+else
+  say "syncing the bundled demo course (set STEPIK_CLIENT_ID and STEPIK_CLIENT_SECRET to sync the real one)"
+  target/debug/generator sync --d1 local --demo
+fi
+
 say "starting the site on http://127.0.0.1:8787 — sign in as $DEMO_EMAIL / $DEMO_PASSWORD (Ctrl-C stops)"
 exec wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" --inspector-ip 127.0.0.1 --show-interactive-dev-session=false

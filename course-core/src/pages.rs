@@ -63,10 +63,23 @@ pub struct MeView {
     pub granted: Vec<VideoItem>,
     /// Videos not yet unlocked, in course order.
     pub locked: Vec<VideoItem>,
+    /// Progress from the last sync, in words, if any.
+    pub progress: Option<ProgressView>,
     /// The linked Telegram account.
     pub telegram_id: Option<i64>,
     /// Unlinking is offered only to accounts that can still sign in with a password.
     pub can_unlink_telegram: bool,
+}
+
+/// The student's Stepik progress on /me.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProgressView {
+    /// "Passed 12 of 40 graded steps."
+    pub summary: String,
+    /// "Next: «Lesson 2» — 3 more steps." (none when everything is open)
+    pub next: Option<String>,
+    /// "Updated 25.11.2026 14:05 UTC."
+    pub updated: String,
 }
 
 /// The confirmation asked before linking a Telegram account.
@@ -298,6 +311,11 @@ mod tests {
                 unlock: Some("Решить все задания: урок 8001".into()),
                 description: None,
             }],
+            progress: Some(ProgressView {
+                summary: "Пройдено 2 из 4".into(),
+                next: Some("Дальше: «Финал»".into()),
+                updated: "Обновлено".into(),
+            }),
             telegram_id: Some(5_000_000_001),
             can_unlink_telegram: true,
         }
@@ -382,6 +400,7 @@ mod tests {
         assert!(html.contains(r#"href="https://play.boomstream.com/abc""#));
         assert!(html.contains("Финал"));
         assert!(html.contains("Решить все задания: урок 8001"));
+        assert!(html.contains("Пройдено 2 из 4") && html.contains("Дальше: «Финал»"));
         assert!(html.contains(r#"action="/logout""#));
         assert!(html.contains("5000000001"));
         assert!(html.contains(r#"action="/me/telegram/unlink""#));

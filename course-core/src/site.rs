@@ -318,23 +318,51 @@ impl Messages {
 }
 
 /// What a Stepik sync learned of the course's structure (`site/course-structure.json`,
-/// written by `generator sync`): titles for lessons and sections, so pages can say
-/// "lesson «Basics»" and link to it instead of "lesson 8001".
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// written by `generator sync`): titles for pages ("lesson «Basics»" instead of "lesson
+/// 8001") and which steps are graded, for evaluating unlock rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CourseStructure {
+    /// The Stepik course.
+    #[serde(default)]
+    pub course_id: Option<u64>,
+    /// Its title on Stepik.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Newest `update_date` seen on the course and its parts (skip re-fetching when unchanged).
+    #[serde(default)]
+    pub update_date: Option<String>,
     /// Lessons by id.
     #[serde(default)]
-    pub lessons: BTreeMap<u64, Named>,
+    pub lessons: BTreeMap<u64, LessonInfo>,
     /// Sections by id.
     #[serde(default)]
-    pub sections: BTreeMap<u64, Named>,
+    pub sections: BTreeMap<u64, SectionInfo>,
 }
 
-/// A lesson or section of the course structure.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Named {
+/// A lesson of the course.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LessonInfo {
     /// Its title on Stepik.
     pub title: String,
+    /// The section it is in (through its unit).
+    #[serde(default)]
+    pub section: Option<u64>,
+    /// The unit that places it in the course (for step links).
+    #[serde(default)]
+    pub unit: Option<u64>,
+    /// Its graded steps (worth > 0), in order.
+    #[serde(default)]
+    pub graded_steps: Vec<u64>,
+}
+
+/// A section of the course.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SectionInfo {
+    /// Its title on Stepik.
+    pub title: String,
+    /// Its lessons, in order.
+    #[serde(default)]
+    pub lessons: Vec<u64>,
 }
 
 /// Where a Stepik lesson lives.
@@ -570,8 +598,9 @@ mod tests {
         let mut structure = CourseStructure::default();
         structure.lessons.insert(
             8001,
-            Named {
+            LessonInfo {
                 title: "Основы".into(),
+                ..LessonInfo::default()
             },
         );
         let rule = |json: &str| -> UnlockRule { serde_json::from_str(json).unwrap() };

@@ -10,7 +10,8 @@ use std::sync::LazyLock;
 
 use course_core::app::{
     App, COOKIE_LOCAL, COOKIE_SECURE, FailureWindow, LANG_COOKIE, LinkOutcome, LoginUser,
-    NewSession, Settings, Store, StoreError, StoredSession, TelegramAccount, VideoAccess,
+    NewSession, ProgressInfo, Settings, Store, StoreError, StoredSession, TelegramAccount,
+    VideoAccess,
 };
 use course_core::http::{
     Body, MAX_FIELD_BYTES, MAX_FORM_BYTES, Method, Request, Response, encode_component,
@@ -83,11 +84,14 @@ const LOCAL_ATTRS: &[&str] = &["Path=/", "HttpOnly", "SameSite=Lax"];
 const LANG_SECURE_ATTRS: &[&str] = &["Path=/", "SameSite=Lax", "Secure"];
 const LANG_LOCAL_ATTRS: &[&str] = &["Path=/", "SameSite=Lax"];
 const YEAR: i64 = 365 * 86_400;
-/// What unlocks the video `final` (`site/config.toml`), in either language.
-const FINAL_UNLOCK_RU: &str =
-    "Решить все задания: раздел 501, раздел 502; набрать не меньше 30 баллов";
-const FINAL_UNLOCK_EN: &str =
-    "Solve every quiz of section 501, section 502; score at least 30 points";
+/// What unlocks the video `final` (`site/config.toml`) in a language, with the section
+/// titles of `site/course-structure.json` when a sync has written one (else the ids:
+/// "Решить все задания: раздел 501, раздел 502; набрать не меньше 30 баллов").
+fn final_unlock(lang: course_core::site::Lang) -> String {
+    let site = course_core::site::Site::embedded().unwrap();
+    let video = site.config.videos.iter().find(|v| v.id == "final").unwrap();
+    video.unlock.describe(site.messages(lang), &site.structure)
+}
 
 /// One real hash, shared: hashing is the slow part of these tests.
 static HASH: LazyLock<String> = LazyLock::new(|| password::hash(PASSWORD).expect("hashing works"));
@@ -124,6 +128,8 @@ struct MemStore {
     telegram_hashes: RefCell<Vec<(String, i64)>>,
     /// `login_failures`.
     failures: RefCell<Vec<FailureWindow>>,
+    /// `learner_progress` as joined to a user.
+    progress: RefCell<Vec<(i64, ProgressInfo)>>,
     /// Every operation fails (the database is down).
     fail_all: Cell<bool>,
     /// Only these operations fail.
@@ -345,6 +351,16 @@ impl Store for MemStore {
         self.op("delete_session")?;
         self.sessions.borrow_mut().retain(|r| r.row_key != row_key);
         Ok(())
+    }
+
+    async fn progress_for(&self, user_id: i64) -> Result<Option<ProgressInfo>, StoreError> {
+        self.op("progress_for")?;
+        Ok(self
+            .progress
+            .borrow()
+            .iter()
+            .find(|(user, _)| *user == user_id)
+            .map(|(_, p)| p.clone()))
     }
 
     async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError> {
@@ -1268,7 +1284,10 @@ fn me_lists_granted_videos_with_links_and_locked_ones_without() {
         assert!(!locked.contains("href"), "{locked}");
         // What unlocks it comes from the configuration of its id, `final`.
         assert!(
-            locked.contains(&format!(r#"<p class="unlock">{FINAL_UNLOCK_RU}</p>"#)),
+            locked.contains(&format!(
+                r#"<p class="unlock">{}</p>"#,
+                final_unlock(course_core::site::Lang::Ru)
+            )),
             "{locked}"
         );
         assert!(!body.contains("final9"));
@@ -1289,7 +1308,7 @@ fn a_locked_video_the_configuration_lacks_says_nothing_about_unlocking() {
     let locked = body.lines().find(|l| l.contains("Бонус")).unwrap();
     assert!(locked.contains(r#"class="video locked""#), "{locked}");
     assert!(!locked.contains(r#"class="unlock""#), "{locked}");
-    assert!(body.contains(FINAL_UNLOCK_RU));
+    assert!(body.contains(&final_unlock(course_core::site::Lang::Ru)));
 }
 
 #[test]
@@ -1695,11 +1714,15 @@ fn me_is_in_the_language_of_the_query_then_the_cookie_then_russian() {
     let site = Site::new();
     let cookie = site.signed_in();
     // What only the page of each language says, and its link to the other language.
+    let (final_ru, final_en) = (
+        final_unlock(course_core::site::Lang::Ru),
+        final_unlock(course_core::site::Lang::En),
+    );
     let russian = (
         [
             "<title>Мои видео",
             "Вы вошли по e-mail и паролю.",
-            FINAL_UNLOCK_RU,
+            final_ru.as_str(),
         ],
         r#"href="/me?lang=en""#,
     );
@@ -1707,7 +1730,7 @@ fn me_is_in_the_language_of_the_query_then_the_cookie_then_russian() {
         [
             "<title>My videos",
             "You signed in with e-mail and password.",
-            FINAL_UNLOCK_EN,
+            final_en.as_str(),
         ],
         r#"href="/me?lang=ru""#,
     );
@@ -2564,4 +2587,30 @@ fn the_language_switch_keeps_the_page_and_its_query_and_logout_keeps_the_languag
         Some("en"),
     ));
     assert_redirect(&logout, "/en/login");
+}
+
+#[test]
+fn me_shows_the_progress_of_the_last_sync() {
+    let site = Site::new();
+    let cookie = site.signed_in();
+    assert!(
+        site.me_html(&cookie)
+            .contains("Прогресс появится после синхронизации")
+    );
+    site.store.progress.borrow_mut().push((
+        ANNA_ID,
+        ProgressInfo {
+            steps_passed: 2,
+            steps_total: 4,
+            next_video_id: Some("final".into()),
+            next_missing: Some(2),
+            updated_at: 1_795_612_998,
+        },
+    ));
+    let body = site.me_html(&cookie);
+    assert!(body.contains("Пройдено заданий: 2 из 4."), "{body}");
+    assert!(body.contains("Следующее видео — «Финал»: осталось решить заданий: 2."));
+    assert!(body.contains("Данные синхронизации от 2026-11-25 13:23 UTC."));
+    site.store.fail_only("progress_for");
+    assert_eq!(site.me(&cookie).status, 503);
 }

@@ -2,8 +2,8 @@
 //! BigInt, and every id here fits in 53 bits.
 
 use course_core::app::{
-    FailureWindow, LinkOutcome, LoginUser, NewSession, Store, StoreError, StoredSession,
-    TelegramAccount, VideoAccess,
+    FailureWindow, LinkOutcome, LoginUser, NewSession, ProgressInfo, Store, StoreError,
+    StoredSession, TelegramAccount, VideoAccess,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -51,6 +51,15 @@ struct VideoRow {
     title: String,
     media_code: String,
     granted: i64,
+}
+
+#[derive(Deserialize)]
+struct ProgressRow {
+    steps_passed: i64,
+    steps_total: i64,
+    next_video_id: Option<String>,
+    next_missing: Option<i64>,
+    updated_at: i64,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +231,23 @@ impl Store for D1Store {
                 granted: r.granted != 0,
             })
             .collect())
+    }
+
+    async fn progress_for(&self, user_id: i64) -> Result<Option<ProgressInfo>, StoreError> {
+        let row: Option<ProgressRow> = self
+            .first(
+                "SELECT p.steps_passed, p.steps_total, p.next_video_id, p.next_missing, p.updated_at \
+                 FROM users u JOIN learner_progress p ON p.stepik_user_id = u.stepik_user_id WHERE u.id = ?1",
+                &[num(user_id)],
+            )
+            .await?;
+        Ok(row.map(|r| ProgressInfo {
+            steps_passed: r.steps_passed,
+            steps_total: r.steps_total,
+            next_video_id: r.next_video_id,
+            next_missing: r.next_missing,
+            updated_at: r.updated_at,
+        }))
     }
 
     async fn consume_telegram_hash(

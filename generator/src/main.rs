@@ -3,6 +3,7 @@
 mod build;
 mod cli;
 mod site_files;
+mod sync_cmd;
 
 use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Build(args) => build::run(&args),
+        cli::Command::Sync(args) => sync_cmd::run(&args),
         cli::Command::HashPassword => hash_password(),
     };
     match result {

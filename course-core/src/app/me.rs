@@ -1,8 +1,8 @@
 //! The student's page.
 
-use super::{BOOMSTREAM_PLAYER, Handler, Store};
+use super::{BOOMSTREAM_PLAYER, Handler, ProgressInfo, Store};
 use crate::http::{self, Request, Response};
-use crate::pages::{MeView, VideoItem};
+use crate::pages::{MeView, ProgressView, VideoItem};
 
 impl<S: Store> Handler<'_, '_, S> {
     pub(super) async fn me(&self, req: &Request) -> Response {
@@ -14,7 +14,24 @@ impl<S: Store> Handler<'_, '_, S> {
             Ok(v) => v,
             Err(e) => return self.unavailable(&e),
         };
-        let (granted, locked): (Vec<_>, Vec<_>) = videos.into_iter().partition(|v| v.granted);
+        let progress = match self.store.progress_for(current.claims.user_id).await {
+            Ok(p) => p,
+            Err(e) => return self.unavailable(&e),
+        };
+        let titles: std::collections::HashMap<String, String> = videos
+            .iter()
+            .map(|v| (v.id.clone(), v.title.clone()))
+            .collect();
+        // A video open to everyone needs no grant row: a student not on Stepik (yet) sees it too.
+        let site = self.pages.site();
+        let always = |id: &str| {
+            site.config
+                .videos
+                .iter()
+                .any(|v| v.id == id && v.unlock.always)
+        };
+        let (granted, locked): (Vec<_>, Vec<_>) =
+            videos.into_iter().partition(|v| v.granted || always(&v.id));
         let view = MeView {
             student_name: current.row.user_name.clone(),
             auth_method: current.claims.method.as_str(),
@@ -39,6 +56,7 @@ impl<S: Store> Handler<'_, '_, S> {
                     description: None,
                 })
                 .collect(),
+            progress: progress.map(|p| self.progress_view(&p, &titles)),
             telegram_id: current.row.telegram_id,
             can_unlink_telegram: current.row.has_password,
         };
@@ -54,5 +72,76 @@ impl<S: Store> Handler<'_, '_, S> {
                 .unlock
                 .describe(site.messages(self.page.lang), &site.structure),
         )
+    }
+
+    /// The sync's progress snapshot in words.
+    fn progress_view(
+        &self,
+        p: &ProgressInfo,
+        titles: &std::collections::HashMap<String, String>,
+    ) -> ProgressView {
+        let t = self.pages.site().messages(self.page.lang);
+        let next = p.next_video_id.as_ref().map(|id| {
+            let title = titles.get(id).map_or(id.as_str(), String::as_str);
+            match p.next_missing {
+                Some(missing) if missing > 0 => t.fill(
+                    "me.progress_next",
+                    &[("title", title), ("missing", &missing.to_string())],
+                ),
+                // Enough steps, but the rule wants more (a score): say the rule.
+                _ => t.fill(
+                    "me.progress_next_score",
+                    &[
+                        ("title", title),
+                        ("rule", &self.unlock_text(id).unwrap_or_default()),
+                    ],
+                ),
+            }
+        });
+        ProgressView {
+            summary: t.fill(
+                "me.progress_summary",
+                &[
+                    ("passed", &p.steps_passed.to_string()),
+                    ("total", &p.steps_total.to_string()),
+                ],
+            ),
+            next,
+            updated: t.fill(
+                "me.progress_updated",
+                &[("date", &utc_date_time(p.updated_at))],
+            ),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of Unix seconds, without a date library.
+fn utc_date_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3_600,
+        rem % 3_600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::utc_date_time(0), "1970-01-01 00:00");
+        assert_eq!(super::utc_date_time(1_795_612_998), "2026-11-25 13:23");
+        assert_eq!(super::utc_date_time(951_782_400), "2000-02-29 00:00");
     }
 }

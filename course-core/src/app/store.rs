@@ -72,6 +72,21 @@ pub struct VideoAccess {
     pub granted: bool,
 }
 
+/// A learner's Stepik progress as of the last sync (`learner_progress`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressInfo {
+    /// Graded steps passed in the course.
+    pub steps_passed: i64,
+    /// Graded steps in the course.
+    pub steps_total: i64,
+    /// The first video still locked.
+    pub next_video_id: Option<String>,
+    /// How many more graded steps it needs.
+    pub next_missing: Option<i64>,
+    /// When the sync computed it (Unix seconds).
+    pub updated_at: i64,
+}
+
 /// Failed password attempts counted under one throttle key in the current window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureWindow {
@@ -114,6 +129,8 @@ pub trait Store {
     async fn delete_session(&self, row_key: &str) -> Result<(), StoreError>;
     /// All videos in course order, with whether this user has a grant.
     async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError>;
+    /// The user's Stepik progress from the last sync, if they are linked and synced.
+    async fn progress_for(&self, user_id: i64) -> Result<Option<ProgressInfo>, StoreError>;
     /// Records a Telegram payload hash as used until `expires_at`; false when it was
     /// already recorded (a replay). Also forgets hashes that have expired by `now`.
     async fn consume_telegram_hash(

@@ -1,0 +1,294 @@
+//! `generator sync`: Stepik progress → unlock rules → grants in D1.
+//!
+//! 1. Authenticate, say whose token it is, check it can read the grade book.
+//! 2. Read the course structure and save the snapshot the site build uses.
+//! 3. Read what D1 holds; scan every `course-grades` page, folding learners into a plan.
+//! 4. Write the differences (or print them with `--dry-run`), record the run.
+//!
+//! Nothing is revoked unless `--revoke` is given and the scan was complete; a failure
+//! leaves D1 as it was or further along, never with access taken away.
+
+pub mod plan;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use course_core::site::{CourseStructure, SiteConfig};
+use course_core::unlock::LearnerProgress;
+use serde::Serialize;
+
+use crate::d1::{self, D1, SqlValue, Statement};
+use crate::stepik::{Learner, PassRule, StepikClient, StepikConfig};
+
+/// Everything a sync run needs besides its D1 target.
+pub struct SyncOptions {
+    /// The site configuration (videos and rules).
+    pub config: SiteConfig,
+    /// Where the course-structure snapshot goes (the site build reads it).
+    pub structure_out: PathBuf,
+    /// The Stepik client's settings.
+    pub stepik: StepikConfig,
+    /// The Stepik course.
+    pub course_id: u64,
+    /// What counts as a passed step.
+    pub pass_rule: PassRule,
+    /// Print the plan, write nothing.
+    pub dry_run: bool,
+    /// Remove grants the scan no longer supports (complete scans only).
+    pub revoke: bool,
+    /// Progress lines every this many learners (0: none).
+    pub progress_every: u64,
+}
+
+/// What a run did, printed at the end (or as JSON with `--json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// `ok`, `dry-run` or `failed`.
+    pub outcome: String,
+    /// The Stepik account of the token.
+    pub stepik_account: String,
+    /// Learners in the grade book (teachers excluded).
+    pub learners: u64,
+    /// Of those, linked to a local account.
+    pub linked: u64,
+    /// Not linked (their progress is kept for when they are).
+    pub unlinked: u64,
+    /// Grants added.
+    pub grants_added: u64,
+    /// Grants that already existed.
+    pub grants_unchanged: u64,
+    /// Grants removed (`--revoke`).
+    pub grants_revoked: u64,
+    /// Progress rows written.
+    pub progress_written: u64,
+    /// Video rows written from the configuration.
+    pub videos_written: u64,
+    /// D1 statements run.
+    pub statements: u64,
+    /// Grade-book pages read.
+    pub pages: u32,
+    /// Whether the scan read every page.
+    pub scan_complete: bool,
+    /// Stepik requests, and how many were retries.
+    pub requests: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Rows the grade book marked inconsistent (logged).
+    pub inconsistent_rows: u64,
+    /// Warnings (rules naming what the course lacks, linked accounts not seen, …).
+    pub warnings: Vec<String>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Runs a sync against `db`.
+pub fn run(opts: &SyncOptions, db: &mut dyn D1) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let client = StepikClient::new(opts.stepik.clone()).context("setting up the Stepik client")?;
+
+    let me = client
+        .whoami()
+        .context("asking Stepik whose token this is")?;
+    summary.stepik_account = format!("{} (id {})", me.full_name, me.id);
+    eprintln!("Stepik account: {}", summary.stepik_account);
+    let course = client
+        .course(opts.course_id)
+        .with_context(|| format!("reading Stepik course {}", opts.course_id))?;
+    if !course.can_view_grade_book {
+        bail!(
+            "the Stepik account {} cannot read the grade book of course {} ({}): add it to the course's teachers",
+            summary.stepik_account,
+            opts.course_id,
+            course.title
+        );
+    }
+    eprintln!("course {}: {}", opts.course_id, course.title);
+
+    let structure = client
+        .structure(&course)
+        .context("reading the course structure")?;
+    if !opts.dry_run {
+        save_structure(&opts.structure_out, &structure)?;
+    }
+    let (rules, warnings) = plan::Rules::new(&opts.config, &structure);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    summary.warnings.extend(warnings);
+
+    let state = state::read(db).context("reading the current grants from D1")?;
+    let run_id = if opts.dry_run {
+        None
+    } else {
+        Some(start_run(db)?)
+    };
+
+    let result = scan_and_write(opts, db, &client, &rules, &state, &mut summary);
+    let stats = client.stats();
+    summary.requests = stats.requests;
+    summary.retries = stats.retries;
+    summary.seconds = started.elapsed().as_secs_f64();
+    match (&result, run_id) {
+        (Ok(()), Some(id)) => {
+            summary.outcome = "ok".into();
+            finish_run(db, id, &summary)?;
+        }
+        (Ok(()), None) => summary.outcome = "dry-run".into(),
+        (Err(e), Some(id)) => {
+            summary.outcome = "failed".into();
+            summary.warnings.push(format!("{e:#}"));
+            // Best effort: the run is recorded as failed; the original error is what counts.
+            let _ = finish_run(db, id, &summary);
+        }
+        (Err(_), None) => summary.outcome = "failed".into(),
+    }
+    result.map(|()| summary)
+}
+
+fn scan_and_write(
+    opts: &SyncOptions,
+    db: &mut dyn D1,
+    client: &StepikClient,
+    rules: &plan::Rules<'_>,
+    state: &plan::DbState,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let mut planner = plan::Planner::new(state, rules, opts.revoke);
+    let mut seen = 0u64;
+    let report = client
+        .scan_grades(opts.course_id, opts.pass_rule, &mut |learner: Learner| {
+            let mut progress = LearnerProgress::default();
+            for step in &learner.steps {
+                if step.passed {
+                    progress.passed.insert(step.step_id);
+                }
+                progress.scores.insert(step.step_id, step.score);
+            }
+            planner.learner(learner.user_id, &progress, learner.score);
+            seen += 1;
+            if opts.progress_every > 0 && seen.is_multiple_of(opts.progress_every) {
+                eprintln!("  scanned {seen} learners");
+            }
+        })
+        .context("scanning the course grade book")?;
+    summary.pages = report.pages;
+    summary.scan_complete = report.complete;
+    summary.inconsistent_rows = report.inconsistent_rows;
+    if opts.revoke && !report.complete {
+        summary
+            .warnings
+            .push("the scan was incomplete: nothing is revoked".into());
+    }
+    let plan = planner.finish(report.complete);
+    summary.learners = plan.learners;
+    summary.linked = plan.linked;
+    summary.unlinked = plan.learners - plan.linked;
+    summary.grants_added = plan.new_grants.len() as u64;
+    summary.grants_unchanged = plan.unchanged_grants;
+    summary.grants_revoked = plan.revocations.len() as u64;
+    summary.progress_written = plan.progress_upserts.len() as u64;
+    summary.videos_written = plan.video_upserts.len() as u64;
+    if !plan.orphan_videos.is_empty() {
+        summary.warnings.push(format!(
+            "D1 has videos the configuration no longer lists (kept, with their grants): {}",
+            plan.orphan_videos.join(", ")
+        ));
+    }
+    if !plan.linked_not_seen.is_empty() {
+        let shown: Vec<String> = plan
+            .linked_not_seen
+            .iter()
+            .take(20)
+            .map(u64::to_string)
+            .collect();
+        summary.warnings.push(format!(
+            "{} linked accounts' Stepik ids are not in the grade book: {}{}",
+            plan.linked_not_seen.len(),
+            shown.join(", "),
+            if plan.linked_not_seen.len() > 20 {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
+    if opts.dry_run || opts.revoke {
+        print_changes(&plan, opts.dry_run);
+    }
+    if opts.dry_run {
+        return Ok(());
+    }
+    let statements = plan::statements(&plan, now());
+    summary.statements = statements.len() as u64;
+    for batch in d1::batches(statements).context("splitting the writes into D1 batches")? {
+        db.execute(&batch).context("writing to D1")?;
+    }
+    Ok(())
+}
+
+fn print_changes(plan: &plan::Plan, dry_run: bool) {
+    let verb = if dry_run { "would" } else { "will" };
+    for (stepik, (added, removed)) in plan::per_student(plan) {
+        if !added.is_empty() {
+            println!("  Stepik user {stepik}: {verb} grant {}", added.join(", "));
+        }
+        if !removed.is_empty() {
+            println!(
+                "  Stepik user {stepik}: {verb} revoke {}",
+                removed.join(", ")
+            );
+        }
+    }
+}
+
+fn save_structure(path: &Path, structure: &CourseStructure) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(structure).context("encoding the course structure")?;
+    if std::fs::read_to_string(path).is_ok_and(|old| old.trim_end() == json) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("course structure saved to {}", path.display());
+    Ok(())
+}
+
+fn start_run(db: &mut dyn D1) -> anyhow::Result<i64> {
+    let rows = db
+        .query(&Statement {
+            sql: "INSERT INTO sync_runs (started_at, outcome) VALUES (?1, 'running') RETURNING id"
+                .into(),
+            params: vec![now().into()],
+        })
+        .context("recording the sync run in D1")?;
+    rows.first()
+        .and_then(|r| r.get("id"))
+        .and_then(serde_json::Value::as_i64)
+        .context("D1 did not return the sync run's id")
+}
+
+fn finish_run(db: &mut dyn D1, id: i64, summary: &Summary) -> anyhow::Result<()> {
+    let json = serde_json::to_string(summary).context("encoding the run summary")?;
+    db.execute(&[Statement {
+        sql: "UPDATE sync_runs SET finished_at = ?2, outcome = ?3, summary = ?4 WHERE id = ?1"
+            .into(),
+        params: vec![
+            id.into(),
+            now().into(),
+            SqlValue::from(summary.outcome.clone()),
+            json.into(),
+        ],
+    }])
+    .context("recording the end of the sync run")?;
+    Ok(())
+}

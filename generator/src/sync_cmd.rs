@@ -1,0 +1,140 @@
+//! `generator sync`: settings from the command line and the environment, then
+//! [`generator::sync::run`].
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use generator::d1::{D1, LocalD1, RemoteD1};
+use generator::stepik::{PassRule, StepikConfig};
+use generator::sync::{self, SyncOptions};
+
+use crate::cli::{D1Target, PassRuleArg, SyncArgs};
+use crate::site_files;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
+    let site = site_files::load(&args.config, None)?.site;
+    let config_dir = args.config.parent().unwrap_or(Path::new("."));
+
+    // The demo server must outlive the sync: keep its handle here.
+    let demo = if args.demo {
+        Some(generator::demo::start().context("starting the demo Stepik server")?)
+    } else {
+        None
+    };
+    let (mut stepik, course_id) = match &demo {
+        Some(server) => {
+            eprintln!(
+                "demo: syncing the bundled demo course from {}",
+                server.base_url
+            );
+            let mut cfg = StepikConfig::new("demo", "demo");
+            cfg.base_url = server.base_url.clone();
+            (cfg, generator::demo::COURSE_ID)
+        }
+        None => {
+            let (Some(id), Some(secret)) = (env("STEPIK_CLIENT_ID"), env("STEPIK_CLIENT_SECRET"))
+            else {
+                bail!(
+                    "set STEPIK_CLIENT_ID and STEPIK_CLIENT_SECRET (an OAuth application of a teacher of the course), \
+                     or use --demo for the bundled demo course"
+                );
+            };
+            let mut cfg = StepikConfig::new(id, secret);
+            if let Some(url) = env("STEPIK_API_URL") {
+                cfg.base_url = url;
+            }
+            let course_id = match env("STEPIK_COURSE_ID") {
+                Some(v) => v.parse().with_context(|| {
+                    format!("STEPIK_COURSE_ID must be a course number, not {v:?}")
+                })?,
+                None => site.config.course.stepik_course_id.with_context(|| {
+                    format!(
+                        "no Stepik course: set STEPIK_COURSE_ID or stepik_course_id in {}",
+                        args.config.display()
+                    )
+                })?,
+            };
+            (cfg, course_id)
+        }
+    };
+    stepik.concurrency = usize::from(args.concurrency);
+
+    let mut db: Box<dyn D1> = match args.d1 {
+        D1Target::Local => {
+            let root = std::env::current_dir().context("finding the current folder")?;
+            if !root.join("wrangler.toml").is_file() {
+                bail!(
+                    "--d1 local runs wrangler from the repository root: run it where wrangler.toml is"
+                );
+            }
+            Box::new(LocalD1::new(root, args.persist_to.clone()))
+        }
+        D1Target::Remote => Box::new(
+            RemoteD1::from_env(Path::new("wrangler.toml")).context("setting up the D1 HTTP API")?,
+        ),
+    };
+
+    let on_terminal = std::io::stderr().is_terminal();
+    let opts = SyncOptions {
+        config: site.config.clone(),
+        structure_out: args
+            .structure_out
+            .clone()
+            .unwrap_or_else(|| config_dir.join("course-structure.json")),
+        stepik,
+        course_id,
+        pass_rule: match args.pass_rule {
+            PassRuleArg::IsPassed => PassRule::IsPassed,
+            PassRuleArg::FirstSuccess => PassRule::FirstSuccess,
+        },
+        dry_run: args.dry_run,
+        revoke: args.revoke,
+        progress_every: if on_terminal { 1_000 } else { 10_000 },
+    };
+    let summary = sync::run(&opts, db.as_mut())?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).context("encoding the summary")?
+        );
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &sync::Summary) {
+    println!(
+        "sync {}: {} learners scanned ({} linked, {} without an account), {} pages{}",
+        s.outcome,
+        s.learners,
+        s.linked,
+        s.unlinked,
+        s.pages,
+        if s.scan_complete { "" } else { " (INCOMPLETE)" }
+    );
+    println!(
+        "grants: {} new, {} unchanged, {} revoked; progress rows written: {}; videos written: {}; D1 statements: {}",
+        s.grants_added,
+        s.grants_unchanged,
+        s.grants_revoked,
+        s.progress_written,
+        s.videos_written,
+        s.statements
+    );
+    println!(
+        "Stepik requests: {} ({} retries); {:.1} s",
+        s.requests, s.retries, s.seconds
+    );
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+}
