@@ -88,8 +88,13 @@ const YEAR: i64 = 365 * 86_400;
 /// titles of `site/course-structure.json` when a sync has written one (else the ids:
 /// "Решить все задания: раздел 501, раздел 502; набрать не меньше 30 баллов").
 fn final_unlock(lang: course_core::site::Lang) -> String {
-    let site = course_core::site::Site::embedded().unwrap();
-    let video = site.config.videos.iter().find(|v| v.id == "final").unwrap();
+    let site = course_core::site::Site::embedded().expect("the shipped site is valid");
+    let video = site
+        .config
+        .videos
+        .iter()
+        .find(|v| v.id == "final")
+        .expect("the shipped site has a video \"final\"");
     video.unlock.describe(site.messages(lang), &site.structure)
 }
 
