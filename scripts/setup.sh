@@ -50,8 +50,8 @@ if [ ! -d node_modules/wrangler ] || [ package-lock.json -nt node_modules/.packa
 fi
 
 # Debian's Chromium for the browser test (playwright-core drives it; browser
-# downloads from elsewhere are not possible here).
-if ! command -v "${CHROMIUM_PATH:-chromium}" >/dev/null 2>&1; then
+# downloads from elsewhere are not possible here). SKIP_BROWSER=1 skips it (deploy jobs).
+if [ "${SKIP_BROWSER:-}" != 1 ] && ! command -v "${CHROMIUM_PATH:-chromium}" >/dev/null 2>&1; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     say "installing Debian's chromium for the browser test"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
