@@ -297,6 +297,16 @@ fn decode_component(raw: &[u8], max_field: usize) -> Result<String, FormError> {
     String::from_utf8(out).map_err(|_| FormError::Malformed)
 }
 
+/// Decodes `%XX` escapes of a path segment (`+` stays a plus); `None` when the result
+/// is not UTF-8 or an escape is broken.
+pub fn percent_decode(segment: &str) -> Option<String> {
+    if segment.contains('+') {
+        let parts: Option<Vec<String>> = segment.split('+').map(percent_decode).collect();
+        return parts.map(|p| p.join("+"));
+    }
+    decode_component(segment.as_bytes(), usize::MAX).ok()
+}
+
 /// Percent-encodes a value for a query string.
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

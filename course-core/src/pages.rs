@@ -19,6 +19,7 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "base.html",
     "index.html",
     "help.html",
+    "video.html",
     "login.html",
     "logout.html",
     "me.html",
@@ -50,6 +51,8 @@ pub struct VideoItem {
     pub unlock: Option<String>,
     /// The video's description, if the configuration has one.
     pub description: Option<String>,
+    /// Its watch page on this site (granted videos on /me).
+    pub page_url: Option<String>,
 }
 
 /// The student's page.
@@ -65,6 +68,8 @@ pub struct MeView {
     pub locked: Vec<VideoItem>,
     /// Progress from the last sync, in words, if any.
     pub progress: Option<ProgressView>,
+    /// The student's Boomstream access code, if the sync has made one.
+    pub access_code: Option<String>,
     /// The linked Telegram account.
     pub telegram_id: Option<i64>,
     /// Unlinking is offered only to accounts that can still sign in with a password.
@@ -80,6 +85,21 @@ pub struct ProgressView {
     pub next: Option<String>,
     /// "Updated 25.11.2026 14:05 UTC."
     pub updated: String,
+}
+
+/// The watch page of one video.
+#[derive(Debug, Clone, Serialize)]
+pub struct VideoView {
+    /// Title.
+    pub title: String,
+    /// The configuration's description.
+    pub description: Option<String>,
+    /// The player's address (pre-authorised when Boomstream confirmed the grant).
+    pub player_url: String,
+    /// Whether the player is pre-authorised; else the student may need their access code.
+    pub preauthorised: bool,
+    /// The student's access code, if any.
+    pub access_code: Option<String>,
 }
 
 /// The confirmation asked before linking a Telegram account.
@@ -225,6 +245,7 @@ impl Pages {
                     watch_url: None,
                     unlock: Some(v.unlock.describe(t, &self.site.structure)),
                     description: v.description.clone(),
+                    page_url: None,
                 })
                 .collect(),
             stepik_url: self
@@ -255,6 +276,11 @@ impl Pages {
     /// The student's page.
     pub fn me(&self, page: &PageLang, view: &MeView) -> Result<String, RenderError> {
         self.render("me.html", page, view)
+    }
+
+    /// A video's watch page.
+    pub fn video(&self, page: &PageLang, view: &VideoView) -> Result<String, RenderError> {
+        self.render("video.html", page, view)
     }
 
     /// An error page.
@@ -304,18 +330,21 @@ mod tests {
                 watch_url: Some("https://play.boomstream.com/abc".into()),
                 unlock: None,
                 description: None,
+                page_url: Some("/me/videos/intro".into()),
             }],
             locked: vec![VideoItem {
                 title: "Финал".into(),
                 watch_url: None,
                 unlock: Some("Решить все задания: урок 8001".into()),
                 description: None,
+                page_url: None,
             }],
             progress: Some(ProgressView {
                 summary: "Пройдено 2 из 4".into(),
                 next: Some("Дальше: «Финал»".into()),
                 updated: "Обновлено".into(),
             }),
+            access_code: Some("CODE-123".into()),
             telegram_id: Some(5_000_000_001),
             can_unlink_telegram: true,
         }
@@ -344,6 +373,18 @@ mod tests {
                 pages.error(&page, &error).unwrap(),
                 pages.dev_telegram(&page).unwrap(),
                 pages.link_telegram(&page, &link).unwrap(),
+                pages
+                    .video(
+                        &page,
+                        &VideoView {
+                            title: "V".into(),
+                            description: None,
+                            player_url: "https://play.boomstream.com/abc".into(),
+                            preauthorised: false,
+                            access_code: None,
+                        },
+                    )
+                    .unwrap(),
             ] {
                 assert!(
                     html.starts_with(&format!("<!doctype html>\n<html lang=\"{code}\">")),

@@ -135,6 +135,10 @@ struct MemStore {
     failures: RefCell<Vec<FailureWindow>>,
     /// `learner_progress` as joined to a user.
     progress: RefCell<Vec<(i64, ProgressInfo)>>,
+    /// `users.access_code` by user id.
+    access_codes: RefCell<Vec<(i64, String)>>,
+    /// Grants Boomstream has confirmed: (user id, video id).
+    confirmed: RefCell<Vec<(i64, &'static str)>>,
     /// Every operation fails (the database is down).
     fail_all: Cell<bool>,
     /// Only these operations fail.
@@ -335,6 +339,12 @@ impl Store for MemStore {
                 user_disabled: user.disabled,
                 telegram_id: user.telegram_id,
                 has_password: user.password_hash.is_some(),
+                access_code: self
+                    .access_codes
+                    .borrow()
+                    .iter()
+                    .find(|(id, _)| *id == user.id)
+                    .map(|(_, code)| code.clone()),
             })
         }))
     }
@@ -378,6 +388,7 @@ impl Store for MemStore {
                 title: v.title.to_owned(),
                 media_code: v.media_code.to_owned(),
                 granted: v.granted_to.contains(&user_id),
+                boomstream_confirmed: self.confirmed.borrow().contains(&(user_id, v.id)),
             })
             .collect())
     }
@@ -2618,4 +2629,72 @@ fn me_shows_the_progress_of_the_last_sync() {
     assert!(body.contains("Данные синхронизации от 2026-11-25 13:23 UTC."));
     site.store.fail_only("progress_for");
     assert_eq!(site.me(&cookie).status, 503);
+}
+
+#[test]
+fn granted_videos_link_to_their_page_and_a_preauthorised_player_once_confirmed() {
+    let site = Site::new();
+    let cookie = site.signed_in();
+    // No access code yet: plain player links, no code section.
+    let body = site.me_html(&cookie);
+    assert!(
+        body.contains(r#"href="https://play.boomstream.com/abc123""#),
+        "{body}"
+    );
+    assert!(body.contains(r#"<a href="/me/videos/intro">Введение</a>"#));
+    assert!(!body.contains("access-code"));
+    site.store
+        .access_codes
+        .borrow_mut()
+        .push((ANNA_ID, "Zx9-code_ABC".into()));
+    site.store.confirmed.borrow_mut().push((ANNA_ID, "intro"));
+    let body = site.me_html(&cookie);
+    assert!(body.contains(r#"href="https://play.boomstream.com/abc123?id_recovery=Zx9-code_ABC""#));
+    // Not confirmed yet for the second video: a plain link.
+    assert!(body.contains(r#"href="https://play.boomstream.com/x%20y""#));
+    assert!(body.contains(r#"<code id="access-code">Zx9-code_ABC</code>"#));
+}
+
+#[test]
+fn the_watch_page_embeds_the_player_for_granted_videos_only() {
+    let site = Site::new();
+    let cookie = site.signed_in();
+    site.store
+        .access_codes
+        .borrow_mut()
+        .push((ANNA_ID, "CODE".into()));
+    site.store.confirmed.borrow_mut().push((ANNA_ID, "intro"));
+    let page = site.handle(&with_cookie(get("/me/videos/intro"), &cookie));
+    assert_eq!(page.status, 200);
+    assert!(
+        html(&page)
+            .contains(r#"<iframe src="https://play.boomstream.com/abc123?id_recovery=CODE""#)
+    );
+    assert!(
+        !html(&page).contains("access-code"),
+        "pre-authorised: no code needed"
+    );
+    let unconfirmed = site.handle(&with_cookie(get("/me/videos/basics"), &cookie));
+    assert_eq!(unconfirmed.status, 200);
+    assert!(html(&unconfirmed).contains(r#"<iframe src="https://play.boomstream.com/x%20y""#));
+    assert!(html(&unconfirmed).contains(r#"<code id="access-code">CODE</code>"#));
+    let locked = site.handle(&with_cookie(get("/me/videos/final"), &cookie));
+    assert_eq!(locked.status, 403);
+    assert!(html(&locked).contains("Это видео пока закрыто"));
+    assert!(html(&locked).contains(&final_unlock(course_core::site::Lang::Ru)));
+    assert!(!html(&locked).contains("iframe"));
+    for missing in [
+        "/me/videos/nope",
+        "/me/videos/%FF",
+        "/me/videos/a%2Fb",
+        "/me/videos/",
+    ] {
+        assert_eq!(
+            site.handle(&with_cookie(get(missing), &cookie)).status,
+            404,
+            "{missing}"
+        );
+    }
+    let anonymous = site.handle(&get("/me/videos/intro"));
+    assert_redirect(&anonymous, "/login?next=/me/videos/intro");
 }

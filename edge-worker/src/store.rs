@@ -43,6 +43,7 @@ struct SessionRow {
     user_disabled: i64,
     telegram_id: Option<i64>,
     has_password: i64,
+    access_code: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +52,7 @@ struct VideoRow {
     title: String,
     media_code: String,
     granted: i64,
+    confirmed: i64,
 }
 
 #[derive(Deserialize)]
@@ -185,7 +187,7 @@ impl Store for D1Store {
                 "SELECT s.user_id, s.expires_at, \
                  COALESCE(NULLIF(TRIM(u.name), ''), u.email, 'Студент') AS user_name, \
                  u.disabled_at IS NOT NULL AS user_disabled, u.telegram_id, \
-                 u.password_hash IS NOT NULL AS has_password \
+                 u.password_hash IS NOT NULL AS has_password, u.access_code \
                  FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
                 &[row_key.into()],
             )
@@ -197,6 +199,7 @@ impl Store for D1Store {
             user_disabled: r.user_disabled != 0,
             telegram_id: r.telegram_id,
             has_password: r.has_password != 0,
+            access_code: r.access_code,
         }))
     }
 
@@ -216,7 +219,8 @@ impl Store for D1Store {
     async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError> {
         let rows: Vec<VideoRow> = self
             .all(
-                "SELECT v.id, v.title, v.media_code, g.user_id IS NOT NULL AS granted \
+                "SELECT v.id, v.title, v.media_code, g.user_id IS NOT NULL AS granted, \
+                 g.boomstream_confirmed_at IS NOT NULL AS confirmed \
                  FROM videos v LEFT JOIN grants g ON g.video_id = v.id AND g.user_id = ?1 \
                  ORDER BY v.position, v.id",
                 &[num(user_id)],
@@ -229,6 +233,7 @@ impl Store for D1Store {
                 title: r.title,
                 media_code: r.media_code,
                 granted: r.granted != 0,
+                boomstream_confirmed: r.confirmed != 0,
             })
             .collect())
     }

@@ -14,6 +14,11 @@ use generator::d1::{
 };
 use serde_json::{Value, json};
 
+#[path = "common/local_d1.rs"]
+mod local_d1;
+
+use local_d1::{migrated_local_d1, repo_root};
+
 // ---------------------------------------------------------------------------------------
 // quote / inline
 // ---------------------------------------------------------------------------------------
@@ -208,44 +213,6 @@ fn batches_respect_d1_limits() {
 // ---------------------------------------------------------------------------------------
 // LocalD1 against the real local D1
 // ---------------------------------------------------------------------------------------
-
-/// The repository root: the nearest directory above the crate holding wrangler.toml.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|dir| dir.join("wrangler.toml").is_file())
-        .expect("no wrangler.toml above the crate")
-        .to_path_buf()
-}
-
-/// A fresh local D1 with the project's migrations applied, in a temporary directory.
-fn migrated_local_d1() -> (tempfile::TempDir, LocalD1) {
-    let root = repo_root();
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let persist = dir.path().join("state");
-    let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
-    command
-        .current_dir(&root)
-        .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
-        .arg(&persist)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-        .env("NO_COLOR", "1")
-        .env_remove("CLOUDFLARE_API_TOKEN");
-    if let Some(path) = d1::path_with_local_node(&root) {
-        command.env("PATH", path);
-    }
-    let output = command
-        .output()
-        .expect("running wrangler (did `npm ci` run?)");
-    assert!(
-        output.status.success(),
-        "wrangler d1 migrations apply failed (Node >= 22 needed):\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (dir, LocalD1::new(root, Some(persist)))
-}
 
 /// Values that must survive the trip through SQL literals, wrangler and SQLite unchanged.
 fn tricky_values() -> Vec<SqlValue> {

@@ -34,16 +34,7 @@ impl Harness {
     /// Quick backoff, a few retries; `tweak` changes the rest.
     fn start_with(setup: Setup, tweak: impl FnOnce(&mut StepikConfig)) -> Harness {
         let mock = Mock::start(setup);
-        let mut cfg = StepikConfig {
-            base_url: format!("{}/", mock.url),
-            timeout: Duration::from_secs(5),
-            max_retries: 3,
-            retry_budget: 20,
-            max_pages: 1000,
-            base_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(20),
-            ..StepikConfig::new(CLIENT_ID, CLIENT_SECRET)
-        };
+        let mut cfg = mock.client_config();
         tweak(&mut cfg);
         let mut client = StepikClient::new(cfg).expect("a valid configuration");
         let warnings = Arc::new(Mutex::new(Vec::new()));

@@ -1,8 +1,8 @@
 //! The student's page.
 
-use super::{BOOMSTREAM_PLAYER, Handler, ProgressInfo, Store};
+use super::{BOOMSTREAM_PLAYER, Handler, ProgressInfo, Store, VideoAccess};
 use crate::http::{self, Request, Response};
-use crate::pages::{MeView, ProgressView, VideoItem};
+use crate::pages::{ErrorView, MeView, ProgressView, VideoItem, VideoView};
 
 impl<S: Store> Handler<'_, '_, S> {
     pub(super) async fn me(&self, req: &Request) -> Response {
@@ -38,10 +38,8 @@ impl<S: Store> Handler<'_, '_, S> {
             granted: granted
                 .into_iter()
                 .map(|v| VideoItem {
-                    watch_url: Some(format!(
-                        "{BOOMSTREAM_PLAYER}{}",
-                        http::encode_component(&v.media_code)
-                    )),
+                    watch_url: Some(player_url(&v, current.row.access_code.as_deref())),
+                    page_url: Some(format!("/me/videos/{}", http::encode_component(&v.id))),
                     title: v.title,
                     unlock: None,
                     description: None,
@@ -54,13 +52,54 @@ impl<S: Store> Handler<'_, '_, S> {
                     title: v.title,
                     watch_url: None,
                     description: None,
+                    page_url: None,
                 })
                 .collect(),
             progress: progress.map(|p| self.progress_view(&p, &titles)),
+            access_code: current.row.access_code.clone(),
             telegram_id: current.row.telegram_id,
             can_unlink_telegram: current.row.has_password,
         };
         super::with_renewal(self.page(200, self.pages.me(&self.page, &view)), &current)
+    }
+
+    /// `GET /me/videos/<id>`: the player for a granted video; 403 with what unlocks it
+    /// for a locked one; 404 for an unknown id.
+    pub(super) async fn video(&self, req: &Request, id: &str) -> Response {
+        let back = format!("/me/videos/{}", http::encode_component(id));
+        let current = match self.require_session(req, &back).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        };
+        let videos = match self.store.videos_for(current.claims.user_id).await {
+            Ok(v) => v,
+            Err(e) => return self.unavailable(&e),
+        };
+        let Some(video) = videos.into_iter().find(|v| v.id == id) else {
+            return super::with_renewal(self.not_found(), &current);
+        };
+        let site = self.pages.site();
+        let configured = site.config.videos.iter().find(|v| v.id == video.id);
+        let resp = if video.granted || configured.is_some_and(|v| v.unlock.always) {
+            let code = current.row.access_code.as_deref();
+            let view = VideoView {
+                player_url: player_url(&video, code),
+                preauthorised: video.boomstream_confirmed && code.is_some(),
+                access_code: code.map(str::to_owned),
+                description: configured.and_then(|v| v.description.clone()),
+                title: video.title,
+            };
+            self.page(200, self.pages.video(&self.page, &view))
+        } else {
+            let rule = self.unlock_text(&video.id).unwrap_or_default();
+            let t = site.messages(self.page.lang);
+            let view = ErrorView {
+                heading: t.text("video.not_granted_title"),
+                message: t.fill("video.not_granted_text", &[("rule", &rule)]),
+            };
+            self.page(403, self.pages.error(&self.page, &view))
+        };
+        super::with_renewal(resp, &current)
     }
 
     /// What unlocks a video, from the site configuration (none for a video it lacks).
@@ -112,6 +151,21 @@ impl<S: Store> Handler<'_, '_, S> {
                 &[("date", &utc_date_time(p.updated_at))],
             ),
         }
+    }
+}
+
+/// The Boomstream player for a video: pre-authorised for this student (`id_recovery`)
+/// once Boomstream has confirmed their grant, plain otherwise.
+fn player_url(video: &VideoAccess, access_code: Option<&str>) -> String {
+    let base = format!(
+        "{BOOMSTREAM_PLAYER}{}",
+        http::encode_component(&video.media_code)
+    );
+    match access_code {
+        Some(code) if video.boomstream_confirmed => {
+            format!("{base}?id_recovery={}", http::encode_component(code))
+        }
+        _ => base,
     }
 }
 

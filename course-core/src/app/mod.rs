@@ -153,6 +153,13 @@ impl<S: Store> Handler<'_, '_, S> {
             ("/login", Post) => self.login(req).await,
             ("/login/telegram/callback", Get | Head) => self.telegram_callback(req).await,
             ("/me", Get | Head) => self.me(req).await,
+            (path, Get | Head) if path.starts_with("/me/videos/") => {
+                let id = &path["/me/videos/".len()..];
+                match http::percent_decode(id) {
+                    Some(id) if !id.is_empty() && !id.contains('/') => self.video(req, &id).await,
+                    _ => self.not_found(),
+                }
+            }
             ("/me/telegram/link", Post) => self.link_telegram(req).await,
             ("/me/telegram/unlink", Post) => self.unlink_telegram(req).await,
             ("/logout", Get | Head) => self.page(200, self.pages.logout(&self.page)),

@@ -42,6 +42,8 @@ pub struct StoredSession {
     pub telegram_id: Option<i64>,
     /// True when the owner can sign in with a password.
     pub has_password: bool,
+    /// The owner's Boomstream access code, once the sync has made one.
+    pub access_code: Option<String>,
 }
 
 /// A new session row.
@@ -70,6 +72,8 @@ pub struct VideoAccess {
     pub media_code: String,
     /// Granted to this student.
     pub granted: bool,
+    /// Boomstream has confirmed the grant (the player can be pre-authorised).
+    pub boomstream_confirmed: bool,
 }
 
 /// A learner's Stepik progress as of the last sync (`learner_progress`).

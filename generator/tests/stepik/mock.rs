@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use generator::stepik::StepikConfig;
 use serde_json::{Value, json};
 
 /// Credentials the mock accepts.
@@ -251,6 +252,21 @@ impl Mock {
             shared,
             server,
             accept: Some(accept),
+        }
+    }
+
+    /// A client configuration for this mock: its credentials, quick backoff, a few
+    /// retries. The base URL ends with a slash, which the client must ignore.
+    pub(crate) fn client_config(&self) -> StepikConfig {
+        StepikConfig {
+            base_url: format!("{}/", self.url),
+            timeout: Duration::from_secs(5),
+            max_retries: 3,
+            retry_budget: 20,
+            max_pages: 1000,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(20),
+            ..StepikConfig::new(CLIENT_ID, CLIENT_SECRET)
         }
     }
 

@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests.
+
+pub(crate) mod local_d1;
+pub(crate) mod sqlite_d1;

@@ -1,0 +1,561 @@
+//! `generator sync` end to end: the real Stepik client against the Stepik stand-in
+//! (`stepik/mock.rs`, the invented fixture course 9001), the real planner, and every SQL
+//! statement run by a real SQLite (in memory, `common/sqlite_d1.rs`); then the real
+//! local D1 through wrangler, and the command line.
+//!
+//! The fixtures: Alice (100001) passed every graded step (score 8), Bob (100002) lessons
+//! 8001 and 8002 only (score 2), Carol (100003) nothing; the teacher (100000) is left out.
+
+#[allow(dead_code)] // The Stepik client tests use the rest of it.
+#[path = "stepik/mock.rs"]
+mod mock;
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::local_d1::{migrated_local_d1, persist_dir, repo_root};
+use common::sqlite_d1::SqliteD1;
+use course_core::site::CourseStructure;
+use generator::d1::{D1, Row, Statement};
+use generator::stepik::PassRule;
+use generator::sync::{self, Summary, SyncOptions};
+use mock::{CLIENT_SECRET, Mock, Reply, Setup, fixture};
+use serde_json::Value;
+
+const COURSE: u64 = 9001;
+
+/// The videos over the fixture course: Alice earns all four, Bob intro and basics.
+const CONFIG: &str = r#"
+[course]
+title = "Sync test course"
+description = "Videos open as the Stepik course is passed."
+base_url = "https://course.example.com"
+stepik_course_id = 9001
+
+[[videos]]
+id = "intro"
+title = "Intro"
+media_code = "M-intro"
+unlock = { always = true }
+
+[[videos]]
+id = "basics"
+title = "Basics"
+media_code = "M-basics"
+unlock = { lessons = [8001] }
+
+[[videos]]
+id = "practice"
+title = "Practice"
+media_code = "M-practice"
+unlock = { lessons = [8002, 8003] }
+
+[[videos]]
+id = "final"
+title = "Final"
+media_code = "M-final"
+unlock = { sections = [501, 502], min_score = 8 }
+"#;
+
+/// Alice is user 1 and Bob user 2; Carol has no account. Dan (3) has no Stepik id;
+/// Eve (4) is linked to a Stepik id the course does not have.
+const USERS: &str = "INSERT INTO users (id, email, stepik_user_id, name) VALUES \
+    (1, 'alice@example.com', 100001, 'Alice'), (2, 'bob@example.com', 100002, 'Bob'), \
+    (3, 'dan@example.com', NULL, 'Dan'), (4, 'eve@example.com', 100099, 'Eve')";
+
+/// Grants the fixture run gives: `user video source`, by user and video.
+const GRANTS: &str = "1 basics stepik; 1 final stepik; 1 intro stepik; 1 practice stepik; \
+    2 basics stepik; 2 intro stepik";
+
+/// Progress rows the fixture run writes: `stepik passed/total score unlocked next missing`.
+const PROGRESS: &str = r#"100001 4/4 8.0 ["intro","basics","practice","final"] - -; 100002 2/4 2.0 ["intro","basics"] practice 1; 100003 0/4 0.0 ["intro"] basics 1"#;
+
+const VIDEOS: &str = "intro 1 Intro M-intro; basics 2 Basics M-basics; practice 3 Practice M-practice; final 4 Final M-final";
+
+/// Bob's grants before the revoke runs: a `stepik` one for "final" his progress does not
+/// support, a manual one for "practice"; Eve's `stepik` "final" (she is not in the scan).
+const EXTRA_GRANTS: &str = "INSERT INTO grants (user_id, video_id, source) VALUES \
+    (2, 'final', 'stepik'), (2, 'practice', 'manual'), (4, 'final', 'stepik')";
+
+/// [`GRANTS`] with [`EXTRA_GRANTS`].
+const GRANTS_WITH_EXTRA: &str = "1 basics stepik; 1 final stepik; 1 intro stepik; \
+    1 practice stepik; 2 basics stepik; 2 final stepik; 2 intro stepik; 2 practice manual; \
+    4 final stepik";
+
+/// A sync against a Stepik stand-in, its structure snapshot going to a temporary folder.
+struct Sync {
+    mock: Mock,
+    opts: SyncOptions,
+    _dir: tempfile::TempDir,
+}
+
+impl Sync {
+    fn start(setup: Setup) -> Sync {
+        Sync::start_with(setup, |_| {})
+    }
+
+    /// Default options; `tweak` changes them.
+    fn start_with(setup: Setup, tweak: impl FnOnce(&mut SyncOptions)) -> Sync {
+        let mock = Mock::start(setup);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut opts = SyncOptions {
+            config: toml::from_str(CONFIG).expect("the test configuration"),
+            structure_out: dir.path().join("site/course-structure.json"),
+            stepik: mock.client_config(),
+            course_id: COURSE,
+            pass_rule: PassRule::IsPassed,
+            dry_run: false,
+            revoke: false,
+            progress_every: 0,
+        };
+        tweak(&mut opts);
+        Sync {
+            mock,
+            opts,
+            _dir: dir,
+        }
+    }
+
+    fn run(&self, db: &mut dyn D1) -> anyhow::Result<Summary> {
+        sync::run(&self.opts, db)
+    }
+
+    /// Runs, expecting success.
+    fn run_ok(&self, db: &mut dyn D1) -> Summary {
+        self.run(db)
+            .unwrap_or_else(|e| panic!("the sync failed: {e:#}"))
+    }
+
+    fn structure_out(&self) -> &Path {
+        &self.opts.structure_out
+    }
+}
+
+/// Runs `statements` as one write.
+fn write(db: &mut dyn D1, statements: &[&str]) {
+    let statements: Vec<Statement> = statements.iter().map(|s| Statement::new(*s)).collect();
+    db.execute(&statements).expect("writing the test data");
+}
+
+fn query(db: &mut dyn D1, sql: &str) -> Vec<Row> {
+    db.query(&Statement::new(sql))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// A migrated in-memory database with [`USERS`], its log empty.
+fn seeded() -> SqliteD1 {
+    let mut db = SqliteD1::migrated();
+    write(&mut db, &[USERS]);
+    db.log.clear();
+    db
+}
+
+/// What the data tables hold, each as one line (one query, so cheap on wrangler too).
+#[derive(Debug, Clone, PartialEq)]
+struct Tables {
+    grants: String,
+    progress: String,
+    videos: String,
+    /// Outcomes of the sync runs, oldest first.
+    runs: String,
+}
+
+const TABLES: &str = "SELECT \
+    (SELECT group_concat(line, '; ') FROM (SELECT user_id || ' ' || video_id || ' ' || source AS line \
+       FROM grants ORDER BY user_id, video_id)) AS grants, \
+    (SELECT group_concat(line, '; ') FROM (SELECT stepik_user_id || ' ' || steps_passed || '/' || \
+       steps_total || ' ' || score || ' ' || unlocked || ' ' || ifnull(next_video_id, '-') || ' ' || \
+       ifnull(next_missing, '-') AS line FROM learner_progress ORDER BY stepik_user_id)) AS progress, \
+    (SELECT group_concat(line, '; ') FROM (SELECT id || ' ' || position || ' ' || title || ' ' || \
+       media_code AS line FROM videos ORDER BY position)) AS videos, \
+    (SELECT group_concat(outcome, ' ') FROM (SELECT outcome FROM sync_runs ORDER BY id)) AS runs";
+
+fn tables(db: &mut dyn D1) -> Tables {
+    let rows = query(db, TABLES);
+    let column = |name: &str| match rows.first().and_then(|r| r.get(name)) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => panic!("{name}: {other}"),
+    };
+    Tables {
+        grants: column("grants"),
+        progress: column("progress"),
+        videos: column("videos"),
+        runs: column("runs"),
+    }
+}
+
+/// What the fixture run leaves, after `runs`.
+fn after_fixture_run(grants: &str, runs: &str) -> Tables {
+    Tables {
+        grants: grants.into(),
+        progress: PROGRESS.into(),
+        videos: VIDEOS.into(),
+        runs: runs.into(),
+    }
+}
+
+/// The latest sync run: its outcome, whether it has finished, and its summary.
+fn last_run(db: &mut dyn D1) -> (String, bool, Value) {
+    let rows = query(
+        db,
+        "SELECT outcome, finished_at, summary FROM sync_runs ORDER BY id DESC LIMIT 1",
+    );
+    let row = rows.first().expect("a sync run is recorded");
+    let summary = row["summary"].as_str().expect("a summary");
+    (
+        row["outcome"].as_str().expect("an outcome").to_owned(),
+        !row["finished_at"].is_null(),
+        serde_json::from_str(summary).unwrap_or_else(|e| panic!("{summary}: {e}")),
+    )
+}
+
+/// A fresh database that has had a fixture sync, then got [`EXTRA_GRANTS`].
+fn with_extra_grants() -> SqliteD1 {
+    let mut db = seeded();
+    Sync::start(Setup::fixtures()).run_ok(&mut db);
+    write(&mut db, &[EXTRA_GRANTS]);
+    db
+}
+
+fn assert_no_secret(text: &str) {
+    assert!(!text.contains(CLIENT_SECRET), "the secret leaked: {text}");
+}
+
+#[test]
+fn a_run_grants_by_the_rules_and_records_progress_the_run_and_the_structure() {
+    let mut db = seeded();
+    let sync = Sync::start(Setup::fixtures());
+    let summary = sync.run_ok(&mut db);
+
+    assert_eq!(tables(&mut db), after_fixture_run(GRANTS, "ok"));
+    assert_eq!(summary.outcome, "ok");
+    assert_eq!(summary.stepik_account, "Tina Teacher (id 100000)");
+    assert_eq!(
+        (summary.learners, summary.linked, summary.unlinked),
+        (3, 2, 1)
+    );
+    assert_eq!(
+        (
+            summary.grants_added,
+            summary.grants_unchanged,
+            summary.grants_revoked
+        ),
+        (6, 0, 0)
+    );
+    assert_eq!((summary.progress_written, summary.videos_written), (3, 4));
+    // Four video upserts, one statement of grants, one of progress rows.
+    assert_eq!(summary.statements, 6);
+    assert!(summary.scan_complete && summary.pages >= 2, "{summary:?}");
+    let warnings = summary.warnings.join("\n");
+    assert!(
+        warnings.contains("1 linked accounts' Stepik ids are not in the grade book: 100099"),
+        "{warnings}"
+    );
+
+    let (outcome, finished, recorded) = last_run(&mut db);
+    assert_eq!((outcome.as_str(), finished), ("ok", true));
+    assert_eq!(recorded["outcome"], "ok");
+    assert_eq!(recorded["learners"], 3);
+    assert_eq!(recorded["grants_added"], 6);
+    assert_eq!(recorded["warnings"].as_array().map(Vec::len), Some(1));
+
+    let text = std::fs::read_to_string(sync.structure_out()).expect("the structure snapshot");
+    let structure: CourseStructure = serde_json::from_str(&text).expect("a course structure");
+    assert_eq!(structure.course_id, Some(COURSE));
+    let lessons: Vec<(u64, &str, Option<u64>, &[u64])> = structure
+        .lessons
+        .iter()
+        .map(|(id, l)| (*id, l.title.as_str(), l.section, l.graded_steps.as_slice()))
+        .collect();
+    assert_eq!(
+        lessons,
+        [
+            (8001, "Lesson 1: Getting started", Some(501), &[90012][..]),
+            (8002, "Lesson 2: Variables", Some(501), &[90022]),
+            (8003, "Lesson 3: Loops", Some(502), &[90032]),
+            (8004, "Lesson 4: Functions", Some(502), &[90042]),
+        ]
+    );
+    assert_eq!(structure.sections[&502].title, "Module 2: Practice");
+}
+
+#[test]
+fn a_second_run_writes_no_data_rows() {
+    let mut db = seeded();
+    let sync = Sync::start(Setup::fixtures());
+    sync.run_ok(&mut db);
+    let snapshot = std::fs::read_to_string(sync.structure_out()).expect("the snapshot");
+    db.log.clear();
+
+    let summary = sync.run_ok(&mut db);
+    assert_eq!(summary.statements, 0);
+    assert_eq!(
+        (
+            summary.grants_added,
+            summary.grants_unchanged,
+            summary.progress_written,
+            summary.videos_written
+        ),
+        (0, 6, 0, 0)
+    );
+    assert_eq!(tables(&mut db), after_fixture_run(GRANTS, "ok ok"));
+    // Only the run's own record is written.
+    let writes = db.writes();
+    assert!(
+        writes.len() == 2 && writes.iter().all(|sql| sql.contains("sync_runs")),
+        "{writes:#?}"
+    );
+    let again = std::fs::read_to_string(sync.structure_out()).expect("the snapshot");
+    assert_eq!(again, snapshot);
+}
+
+#[test]
+fn a_dry_run_writes_nothing_at_all() {
+    let mut db = seeded();
+    let sync = Sync::start_with(Setup::fixtures(), |o| o.dry_run = true);
+    let summary = sync.run_ok(&mut db);
+    assert_eq!(summary.outcome, "dry-run");
+    assert_eq!((summary.grants_added, summary.statements), (6, 0));
+    assert_eq!(db.writes(), Vec::<&str>::new());
+    let empty = Tables {
+        grants: String::new(),
+        progress: String::new(),
+        videos: String::new(),
+        runs: String::new(),
+    };
+    assert_eq!(tables(&mut db), empty);
+    assert!(!sync.structure_out().exists());
+    assert!(!sync.structure_out().parent().is_some_and(Path::exists));
+}
+
+#[test]
+fn revoking_removes_only_the_stepik_grant_the_progress_no_longer_supports() {
+    let mut db = with_extra_grants();
+
+    // Without --revoke nothing goes.
+    let summary = Sync::start(Setup::fixtures()).run_ok(&mut db);
+    assert_eq!(summary.grants_revoked, 0);
+    assert_eq!(tables(&mut db).grants, GRANTS_WITH_EXTRA);
+
+    let sync = Sync::start_with(Setup::fixtures(), |o| o.revoke = true);
+    let summary = sync.run_ok(&mut db);
+    assert_eq!((summary.grants_revoked, summary.grants_added), (1, 0));
+    // Bob's manual "practice" stays, as does Eve's grant (she was not in the scan).
+    let expected = GRANTS_WITH_EXTRA.replace("2 final stepik; ", "");
+    assert_eq!(tables(&mut db), after_fixture_run(&expected, "ok ok ok"));
+    assert_eq!(last_run(&mut db).2["grants_revoked"], 1);
+}
+
+#[test]
+fn a_scan_failing_midway_revokes_nothing_and_records_the_failure() {
+    let always_500 = Setup::fixtures().fault(|req, _| {
+        req.is_grades_page(2)
+            .then(|| Reply::status(500).header("X-Echo", CLIENT_SECRET))
+    });
+    let truncated = Setup::fixtures().fault(|req, _| {
+        req.is_grades_page(2)
+            .then(|| Reply::raw(200, r#"{"meta": {"page": 2}, "course-grades": [{"#))
+    });
+    for (name, setup, expected) in [
+        ("retry budget", always_500, "budget of 3 retries is spent"),
+        ("malformed page", truncated, "page=2"),
+    ] {
+        let mut db = with_extra_grants();
+        let before = tables(&mut db);
+        let sync = Sync::start_with(setup, |o| {
+            o.revoke = true;
+            o.stepik.max_retries = 10;
+            o.stepik.retry_budget = 3;
+        });
+        let error = sync.run(&mut db).expect_err(name);
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("scanning the course grade book") && message.contains(expected),
+            "{name}: {message}"
+        );
+        assert_no_secret(&message);
+        assert_no_secret(&format!("{error:?}"));
+
+        // Nothing revoked, nothing written but the run's record.
+        let after = tables(&mut db);
+        assert_eq!(after.grants, GRANTS_WITH_EXTRA, "{name}");
+        assert_eq!(
+            after,
+            Tables {
+                runs: "ok failed".into(),
+                ..before
+            },
+            "{name}"
+        );
+        let (outcome, finished, recorded) = last_run(&mut db);
+        assert_eq!((outcome.as_str(), finished), ("failed", true), "{name}");
+        assert_eq!(recorded["grants_revoked"], 0, "{name}");
+        let recorded = recorded.to_string();
+        assert!(recorded.contains(expected), "{name}: {recorded}");
+        assert_no_secret(&recorded);
+    }
+}
+
+/// Runs the fixture sync through `setup`'s faults on a fresh database; it must succeed
+/// with the fixture grants.
+fn assert_run_succeeds(sync: &Sync) -> Summary {
+    let mut db = seeded();
+    let summary = sync.run_ok(&mut db);
+    assert!(summary.scan_complete);
+    assert_eq!(tables(&mut db), after_fixture_run(GRANTS, "ok"));
+    summary
+}
+
+#[test]
+fn an_expired_token_mid_scan_is_replaced_and_the_run_succeeds() {
+    let setup = Setup::fixtures().fault(|req, mock| {
+        if req.is_grades_page(2) && req.seen == 0 {
+            mock.expire_token();
+        }
+        None
+    });
+    let sync = Sync::start(setup);
+    assert_run_succeeds(&sync);
+    assert!(sync.mock.count(|l| l.status == 401) >= 1);
+    assert_eq!(sync.mock.token_requests(), 2);
+}
+
+#[test]
+fn throttling_mid_scan_is_waited_out_and_the_run_succeeds() {
+    let setup = Setup::fixtures().fault(|req, _| {
+        (req.is_grades_page(2) && req.seen == 0)
+            .then(|| Reply::json(429, &fixture("api_error_429.json")).header("Retry-After", "1"))
+    });
+    // Retry-After: 1 is capped at max_backoff.
+    let sync = Sync::start_with(setup, |o| o.stepik.max_backoff = Duration::from_millis(50));
+    let summary = assert_run_succeeds(&sync);
+    assert_eq!(summary.retries, 1);
+    let page_2: Vec<u16> = sync
+        .mock
+        .log()
+        .iter()
+        .filter(|l| l.req.is_grades_page(2))
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(page_2, [429, 200]);
+}
+
+#[test]
+fn refused_credentials_stop_the_run_before_d1_is_touched_and_stay_secret() {
+    let secret = "wrong-secret-Kx81";
+    let mut db = seeded();
+    db.log.clear();
+    let sync = Sync::start_with(Setup::fixtures(), |o| {
+        o.stepik.client_secret = secret.into()
+    });
+    let error = sync.run(&mut db).expect_err("refused credentials");
+    let message = format!("{error:#} {error:?}");
+    assert!(message.contains("authentication failed"), "{message}");
+    assert!(!message.contains(secret), "{message}");
+    assert_no_secret(&message);
+    assert!(db.log.is_empty(), "{:?}", db.log);
+    assert!(!sync.structure_out().exists());
+}
+
+#[test]
+fn the_real_local_d1_takes_a_run_and_a_rerun_writes_nothing() {
+    let (_dir, mut db) = migrated_local_d1();
+    write(&mut db, &[USERS]);
+    let sync = Sync::start(Setup::fixtures());
+    let first = sync.run_ok(&mut db);
+    assert_eq!((first.grants_added, first.statements), (6, 6));
+    let second = sync.run_ok(&mut db);
+    assert_eq!(
+        (
+            second.grants_added,
+            second.grants_unchanged,
+            second.statements
+        ),
+        (0, 6, 0)
+    );
+    assert_eq!(tables(&mut db), after_fixture_run(GRANTS, "ok ok"));
+}
+
+/// Runs the generator binary from the repository root, without Stepik or Cloudflare
+/// settings from the environment.
+fn generator(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_generator"));
+    command.current_dir(repo_root()).args(args);
+    for name in [
+        "STEPIK_CLIENT_ID",
+        "STEPIK_CLIENT_SECRET",
+        "STEPIK_COURSE_ID",
+        "STEPIK_API_URL",
+        "CLOUDFLARE_ACCOUNT_ID",
+        "CLOUDFLARE_API_TOKEN",
+        "CLOUDFLARE_D1_DATABASE_ID",
+        "CLOUDFLARE_API_BASE_URL",
+    ] {
+        command.env_remove(name);
+    }
+    command.output().expect("running the generator binary")
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+/// The binary failed, saying all of `needles` on stderr.
+fn assert_fails_saying(output: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} missing from: {stderr}");
+    }
+}
+
+#[test]
+fn the_cli_syncs_the_demo_course_into_a_fresh_local_d1() {
+    let (dir, _db) = migrated_local_d1();
+    let structure: PathBuf = dir.path().join("s.json");
+    let output = generator(&[
+        "sync",
+        "--d1",
+        "local",
+        "--demo",
+        "--persist-to",
+        path_arg(&persist_dir(&dir)),
+        "--structure-out",
+        path_arg(&structure),
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_str(&stdout).expect("a JSON summary on stdout");
+    assert_eq!(summary["outcome"], "ok");
+    assert_eq!(summary["learners"], 3);
+    assert_eq!(summary["unlinked"], 3);
+    assert!(structure.is_file());
+}
+
+#[test]
+fn the_cli_names_the_missing_credentials() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let structure = dir.path().join("s.json");
+    let base = ["sync", "--structure-out", path_arg(&structure), "--d1"];
+
+    let remote = generator(&[&base[..], &["remote", "--demo"]].concat());
+    assert_fails_saying(
+        &remote,
+        &["remote D1", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN"],
+    );
+
+    let persist = dir.path().join("state");
+    let local = generator(&[&base[..], &["local", "--persist-to", path_arg(&persist)]].concat());
+    assert_fails_saying(&local, &["STEPIK_CLIENT_ID", "--demo"]);
+
+    assert!(!structure.exists() && !persist.exists());
+}
