@@ -81,6 +81,10 @@ pub struct Course {
     /// Contact Telegram username for the help page.
     #[serde(default)]
     pub contact_telegram: Option<String>,
+    /// The Boomstream pay-per-view subscription that holds the videos (a video may name
+    /// its own instead). Needed when the sync pushes grants to Boomstream.
+    #[serde(default)]
+    pub boomstream_subscription: Option<String>,
 }
 
 fn default_lang() -> Lang {
@@ -100,8 +104,21 @@ pub struct Video {
     pub description: Option<String>,
     /// Boomstream media code.
     pub media_code: String,
+    /// Its Boomstream subscription, when not the course's `boomstream_subscription`.
+    #[serde(default)]
+    pub boomstream_subscription: Option<String>,
     /// What unlocks it.
     pub unlock: UnlockRule,
+}
+
+impl Video {
+    /// The subscription a grant of this video is pushed to.
+    pub fn subscription<'a>(&'a self, course: &'a Course) -> Option<&'a str> {
+        self.boomstream_subscription
+            .as_deref()
+            .or(course.boomstream_subscription.as_deref())
+            .filter(|s| !s.trim().is_empty())
+    }
 }
 
 /// What a student must have passed on Stepik to unlock a video.

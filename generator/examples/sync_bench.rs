@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use course_core::site::{Course, Lang, SiteConfig, UnlockRule, Video};
+use course_core::site::SiteConfig;
 use generator::d1::{D1, D1Error, ExecuteReport, Row, SqlValue, Statement};
 use generator::stepik::{PassRule, StepikConfig};
 use generator::sync::{self, SyncOptions};
@@ -341,9 +341,19 @@ fn serve(mock: &Mock, mut request: tiny_http::Request) {
 }
 
 fn start_mock(mock: Arc<Mock>) -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the mock")?;
+    // tiny_http leaves Nagle's algorithm on: a response goes out in several writes, and
+    // the client's delayed ACK then stalls some of them by 40 ms. Linux copies
+    // TCP_NODELAY from a listening socket to the sockets it accepts, and std sets the
+    // option through a TcpStream handle on the same descriptor.
+    let socket = std::net::TcpStream::from(std::os::fd::OwnedFd::from(listener));
+    socket
+        .set_nodelay(true)
+        .context("TCP_NODELAY on the mock")?;
+    let listener = std::net::TcpListener::from(std::os::fd::OwnedFd::from(socket));
     let server = Arc::new(
-        tiny_http::Server::http("127.0.0.1:0")
-            .map_err(|e| anyhow::anyhow!("binding the mock: {e}"))?,
+        tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| anyhow::anyhow!("starting the mock: {e}"))?,
     );
     let addr = server
         .server_addr()
@@ -364,15 +374,15 @@ fn start_mock(mock: Arc<Mock>) -> anyhow::Result<String> {
 // The site configuration (both processes)
 // ---------------------------------------------------------------------------------------
 
-fn site_config() -> SiteConfig {
-    let all_sections: Vec<u64> = (0..SECTIONS).map(section_id).collect();
-    let mut rules: Vec<(&str, UnlockRule)> = vec![(
-        "intro",
-        UnlockRule {
-            always: true,
-            ..UnlockRule::default()
-        },
-    )];
+/// 20 videos: one always open, one per section (all graded steps, or 80% for every
+/// other one), and rules on lessons, shares, scores, single steps and the whole course.
+/// Built as JSON, as `site/config.toml` is read, so that optional fields added to the
+/// configuration later keep their defaults.
+fn site_config() -> anyhow::Result<SiteConfig> {
+    let sections = |ids: &[u64]| ids.iter().map(|s| section_id(*s)).collect::<Vec<_>>();
+    let lessons = |ids: &[u64]| ids.iter().map(|l| lesson_id(*l)).collect::<Vec<_>>();
+    let all: Vec<u64> = (0..SECTIONS).collect();
+    let mut rules = vec![("intro", json!({"always": true}))];
     let section_names = [
         "section-01",
         "section-02",
@@ -385,112 +395,60 @@ fn site_config() -> SiteConfig {
         "section-09",
         "section-10",
     ];
-    for (s, name) in section_names.into_iter().enumerate() {
-        rules.push((
-            name,
-            UnlockRule {
-                sections: vec![section_id(s as u64)],
-                // Every other section asks for 80% of its graded steps instead of all.
-                min_share: (s % 2 == 1).then_some(0.8),
-                ..UnlockRule::default()
-            },
-        ));
+    for (s, name) in (0..).zip(section_names) {
+        rules.push(match s % 2 {
+            0 => (name, json!({"sections": sections(&[s])})),
+            _ => (name, json!({"sections": sections(&[s]), "min_share": 0.8})),
+        });
     }
-    let lessons = |ids: &[u64]| ids.iter().map(|l| lesson_id(*l)).collect::<Vec<_>>();
     rules.extend([
-        (
-            "lessons-1-2",
-            UnlockRule {
-                lessons: lessons(&[0, 1]),
-                ..UnlockRule::default()
-            },
-        ),
+        ("lessons-1-2", json!({"lessons": lessons(&[0, 1])})),
         (
             "lesson-11-score",
-            UnlockRule {
-                lessons: lessons(&[10]),
-                min_score: Some(3.0),
-                ..UnlockRule::default()
-            },
+            json!({"lessons": lessons(&[10]), "min_score": 3.0}),
         ),
         (
             "lessons-21-23-half",
-            UnlockRule {
-                lessons: lessons(&[20, 21, 22]),
-                min_share: Some(0.5),
-                ..UnlockRule::default()
-            },
+            json!({"lessons": lessons(&[20, 21, 22]), "min_share": 0.5}),
         ),
         (
             "lessons-31-36-41",
-            UnlockRule {
-                lessons: lessons(&[30, 35, 40]),
-                min_share: Some(0.66),
-                ..UnlockRule::default()
-            },
+            json!({"lessons": lessons(&[30, 35, 40]), "min_share": 0.66}),
         ),
         (
             "two-steps",
-            UnlockRule {
-                steps: vec![step_id(45, 2), step_id(46, 4)],
-                ..UnlockRule::default()
-            },
+            json!({"steps": [step_id(45, 2), step_id(46, 4)]}),
         ),
         (
             "sections-1-2-score",
-            UnlockRule {
-                sections: vec![section_id(0), section_id(1)],
-                min_score: Some(20.0),
-                ..UnlockRule::default()
-            },
+            json!({"sections": sections(&[0, 1]), "min_score": 20.0}),
         ),
         (
             "quarter",
-            UnlockRule {
-                sections: all_sections.clone(),
-                min_share: Some(0.25),
-                ..UnlockRule::default()
-            },
+            json!({"sections": sections(&all), "min_share": 0.25}),
         ),
         (
             "half",
-            UnlockRule {
-                sections: all_sections.clone(),
-                min_share: Some(0.5),
-                ..UnlockRule::default()
-            },
+            json!({"sections": sections(&all), "min_share": 0.5}),
         ),
-        (
-            "complete",
-            UnlockRule {
-                sections: all_sections,
-                ..UnlockRule::default()
-            },
-        ),
+        ("complete", json!({"sections": sections(&all)})),
     ]);
-    SiteConfig {
-        course: Course {
-            title: "Benchmark course".into(),
-            description: "Generated for sync_bench.".into(),
-            language: Lang::En,
-            base_url: "https://course.example.com".into(),
-            stepik_course_id: Some(COURSE_ID),
-            telegram_bot: None,
-            contact_email: None,
-            contact_telegram: None,
+    let videos: Vec<Value> = (1..)
+        .zip(rules)
+        .map(|(i, (id, unlock))| {
+            json!({"id": id, "title": format!("Video {i}"), "media_code": format!("bench{i:02}"), "unlock": unlock})
+        })
+        .collect();
+    let config = json!({
+        "course": {
+            "title": "Benchmark course",
+            "description": "Generated for sync_bench.",
+            "base_url": "https://course.example.com",
+            "stepik_course_id": COURSE_ID,
         },
-        videos: rules
-            .into_iter()
-            .enumerate()
-            .map(|(i, (id, unlock))| Video {
-                id: id.to_owned(),
-                title: format!("Video {}", i + 1),
-                description: None,
-                media_code: format!("bench{:02}", i + 1),
-                unlock,
-            })
-            .collect(),
-    }
+        "videos": videos,
+    });
+    serde_json::from_value(config).context("the benchmark's site configuration")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -551,10 +509,7 @@ fn run_statement(conn: &rusqlite::Connection, statement: &Statement) -> Result<V
             .raw_bind_parameter(index + 1, value)
             .map_err(sqlite_error)?;
     }
-    let names: Vec<String> = prepared
-        .column_names()
-        .map(str::to_owned)
-        .collect();
+    let names: Vec<String> = prepared.column_names().map(str::to_owned).collect();
     let mut rows = prepared.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_error)? {
@@ -741,7 +696,7 @@ fn child(args: &ChildArgs) -> anyhow::Result<()> {
         None => db.add_users(args.learners, args.linked_percent)?,
     }
     let opts = SyncOptions {
-        config: site_config(),
+        config: site_config()?,
         structure_out: args.structure_out.clone(),
         stepik: StepikConfig {
             base_url: args.url.clone(),
@@ -885,6 +840,10 @@ fn main() -> anyhow::Result<()> {
         last_page_at: AtomicU64::new(0),
     });
     let url = start_mock(Arc::clone(&mock))?;
+    if std::env::var("TMP_SERVE").is_ok() {
+        println!("{url}");
+        std::thread::sleep(Duration::from_secs(600));
+    }
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let pages = mock.pages();
@@ -892,7 +851,7 @@ fn main() -> anyhow::Result<()> {
         "sync_bench: {learners} learners ({linked_percent}% linked), {pages} grade-book pages of \
          {PAGE_SIZE}, {} graded steps, {} videos, mock latency {latency_ms} ms per request{}",
         mock.graded.len(),
-        site_config().videos.len(),
+        site_config()?.videos.len(),
         if faults {
             ", 1% of pages answer 500 once"
         } else {

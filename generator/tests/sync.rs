@@ -19,11 +19,11 @@ use std::time::Duration;
 use common::local_d1::{migrated_local_d1, persist_dir, repo_root};
 use common::sqlite_d1::SqliteD1;
 use course_core::site::CourseStructure;
-use generator::d1::{D1, Row, Statement};
+use generator::d1::{D1, D1Error, ExecuteReport, Row, Statement};
 use generator::stepik::PassRule;
 use generator::sync::{self, Summary, SyncOptions};
 use mock::{CLIENT_SECRET, Mock, Reply, Setup, fixture};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const COURSE: u64 = 9001;
 
@@ -71,9 +71,12 @@ const GRANTS: &str = "1 basics stepik; 1 final stepik; 1 intro stepik; 1 practic
     2 basics stepik; 2 intro stepik";
 
 /// Progress rows the fixture run writes: `stepik passed/total score unlocked next missing`.
-const PROGRESS: &str = r#"100001 4/4 8.0 ["intro","basics","practice","final"] - -; 100002 2/4 2.0 ["intro","basics"] practice 1; 100003 0/4 0.0 ["intro"] basics 1"#;
+const PROGRESS: &str = "100001 4/4 8.0 [\"intro\",\"basics\",\"practice\",\"final\"] - -; \
+    100002 2/4 2.0 [\"intro\",\"basics\"] practice 1; 100003 0/4 0.0 [\"intro\"] basics 1";
 
-const VIDEOS: &str = "intro 1 Intro M-intro; basics 2 Basics M-basics; practice 3 Practice M-practice; final 4 Final M-final";
+/// Videos the fixture run writes: `id position title media_code`.
+const VIDEOS: &str = "intro 1 Intro M-intro; basics 2 Basics M-basics; \
+    practice 3 Practice M-practice; final 4 Final M-final";
 
 /// Bob's grants before the revoke runs: a `stepik` one for "final" his progress does not
 /// support, a manual one for "practice"; Eve's `stepik` "final" (she is not in the scan).
@@ -164,13 +167,14 @@ struct Tables {
 }
 
 const TABLES: &str = "SELECT \
-    (SELECT group_concat(line, '; ') FROM (SELECT user_id || ' ' || video_id || ' ' || source AS line \
-       FROM grants ORDER BY user_id, video_id)) AS grants, \
-    (SELECT group_concat(line, '; ') FROM (SELECT stepik_user_id || ' ' || steps_passed || '/' || \
-       steps_total || ' ' || score || ' ' || unlocked || ' ' || ifnull(next_video_id, '-') || ' ' || \
-       ifnull(next_missing, '-') AS line FROM learner_progress ORDER BY stepik_user_id)) AS progress, \
-    (SELECT group_concat(line, '; ') FROM (SELECT id || ' ' || position || ' ' || title || ' ' || \
-       media_code AS line FROM videos ORDER BY position)) AS videos, \
+    (SELECT group_concat(line, '; ') FROM (SELECT user_id || ' ' || video_id || ' ' || source \
+       AS line FROM grants ORDER BY user_id, video_id)) AS grants, \
+    (SELECT group_concat(line, '; ') FROM (SELECT stepik_user_id || ' ' || steps_passed || '/' \
+       || steps_total || ' ' || score || ' ' || unlocked || ' ' || ifnull(next_video_id, '-') \
+       || ' ' || ifnull(next_missing, '-') AS line \
+       FROM learner_progress ORDER BY stepik_user_id)) AS progress, \
+    (SELECT group_concat(line, '; ') FROM (SELECT id || ' ' || position || ' ' || title || ' ' \
+       || media_code AS line FROM videos ORDER BY position)) AS videos, \
     (SELECT group_concat(outcome, ' ') FROM (SELECT outcome FROM sync_runs ORDER BY id)) AS runs";
 
 fn tables(db: &mut dyn D1) -> Tables {
@@ -459,6 +463,92 @@ fn refused_credentials_stop_the_run_before_d1_is_touched_and_stay_secret() {
     assert_no_secret(&message);
     assert!(db.log.is_empty(), "{:?}", db.log);
     assert!(!sync.structure_out().exists());
+}
+
+#[test]
+fn a_learner_listed_on_two_pages_is_written_once() {
+    // Learners joining during a scan shift the pages: Bob shows up on page 2 again.
+    let mut setup = Setup::fixtures();
+    let bob = setup.grade_pages[0]["course-grades"][1].clone();
+    setup.grade_pages[1]["course-grades"]
+        .as_array_mut()
+        .expect("the page's rows")
+        .push(bob);
+    let mut db = seeded();
+    let summary = Sync::start(setup).run_ok(&mut db);
+    assert_eq!(tables(&mut db), after_fixture_run(GRANTS, "ok"));
+    // …and counted once.
+    assert_eq!(
+        (summary.learners, summary.linked, summary.grants_added),
+        (3, 2, 6)
+    );
+}
+
+/// Fails every write that adds grants, as a D1 outage in the middle of a run would.
+struct GrantWritesFail<'a>(&'a mut SqliteD1);
+
+impl D1 for GrantWritesFail<'_> {
+    fn query(&mut self, statement: &Statement) -> Result<Vec<Row>, D1Error> {
+        self.0.query(statement)
+    }
+
+    fn execute(&mut self, statements: &[Statement]) -> Result<ExecuteReport, D1Error> {
+        if statements
+            .iter()
+            .any(|s| s.sql.starts_with("INSERT INTO grants"))
+        {
+            return Err(D1Error::Api {
+                status: Some(503),
+                message: "D1 is unavailable".into(),
+            });
+        }
+        self.0.execute(statements)
+    }
+}
+
+#[test]
+fn a_failed_write_fails_the_run_and_is_recorded() {
+    let mut db = seeded();
+    let error = Sync::start(Setup::fixtures())
+        .run(&mut GrantWritesFail(&mut db))
+        .expect_err("the write fails");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("writing to D1") && message.contains("D1 is unavailable"),
+        "{message}"
+    );
+    // The batch was one transaction: its video rows went with it.
+    let after = tables(&mut db);
+    assert_eq!(
+        (
+            after.grants.as_str(),
+            after.videos.as_str(),
+            after.runs.as_str()
+        ),
+        ("", "", "failed")
+    );
+    let (_, finished, recorded) = last_run(&mut db);
+    assert!(finished);
+    assert!(
+        recorded.to_string().contains("D1 is unavailable"),
+        "{recorded}"
+    );
+}
+
+#[test]
+fn a_refusal_quoting_the_secret_across_the_quote_limit_does_not_leak_it() {
+    let secret = "S3cr3tValue-Kx81";
+    // "invalid_client (" and 176 characters put the secret across character 200.
+    let description = format!("{}{secret}", "x".repeat(176));
+    let setup = Setup::fixtures().fault(move |req, _| {
+        (req.path == "/oauth2/token/").then(|| {
+            let body = json!({"error": "invalid_client", "error_description": description});
+            Reply::json(401, &body)
+        })
+    });
+    let sync = Sync::start_with(setup, |o| o.stepik.client_secret = secret.into());
+    let message = format!("{:#}", sync.run(&mut seeded()).expect_err("refused"));
+    assert!(!message.contains(&secret[..6]), "{message}");
 }
 
 #[test]

@@ -395,13 +395,18 @@ impl Http {
             },
             _ => body.trim().to_owned(),
         };
+        // An error body has no business quoting the secret, but make sure — before
+        // shortening, so that a secret across the cut cannot leak in part.
+        let reason = if self.client_secret.is_empty() {
+            reason
+        } else {
+            reason.replace(&self.client_secret, "<secret>")
+        };
         let reason: String = if reason.is_empty() {
             "no reason given".to_owned()
         } else {
             reason.chars().take(MAX_QUOTE).collect()
         };
-        // An error body has no business quoting the secret, but make sure.
-        let reason = reason.replace(&self.client_secret, "<secret>");
         format!(
             "the token endpoint refused the client credentials of OAuth application {:?} \
              with HTTP {status}: {reason}; check the client id and secret (a \

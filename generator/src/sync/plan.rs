@@ -164,6 +164,7 @@ pub struct Planner<'a> {
     rules: &'a Rules<'a>,
     plan: Plan,
     revoke: bool,
+    seen: std::collections::HashSet<u64>,
     seen_linked: BTreeSet<u64>,
 }
 
@@ -194,12 +195,17 @@ impl<'a> Planner<'a> {
             rules,
             plan,
             revoke,
+            seen: std::collections::HashSet::new(),
             seen_linked: BTreeSet::new(),
         }
     }
 
-    /// Folds in one learner of the scan.
+    /// Folds in one learner of the scan. A learner listed again (pages shift while
+    /// people join) is taken once.
     pub fn learner(&mut self, stepik_id: u64, progress: &LearnerProgress, score: f64) {
+        if !self.seen.insert(stepik_id) {
+            return;
+        }
         let (unlocked, row) = self.rules.evaluate(progress, score);
         self.plan.learners += 1;
         if self.state.progress.get(&stepik_id) != Some(&row) {
@@ -809,7 +815,8 @@ mod tests {
         assert_eq!(
             out[0].sql,
             "INSERT INTO grants (user_id, video_id, source, granted_at) VALUES \
-             (?1, ?2, 'stepik', ?3), (?4, ?5, 'stepik', ?6) ON CONFLICT (user_id, video_id) DO NOTHING"
+             (?1, ?2, 'stepik', ?3), (?4, ?5, 'stepik', ?6) \
+             ON CONFLICT (user_id, video_id) DO NOTHING"
         );
         assert_eq!(
             out[0].params,
