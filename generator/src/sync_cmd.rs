@@ -98,6 +98,11 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         revoke: args.revoke,
         progress_every: if on_terminal { 1_000 } else { 10_000 },
+        boomstream: if args.demo {
+            None
+        } else {
+            generator::boomstream::BoomstreamConfig::from_env()
+        },
     };
     let summary = sync::run(&opts, db.as_mut())?;
     if args.json {

@@ -113,6 +113,7 @@ impl Sync {
             dry_run: false,
             revoke: false,
             progress_every: 0,
+            boomstream: None,
         };
         tweak(&mut opts);
         Sync {
@@ -648,4 +649,137 @@ fn the_cli_names_the_missing_credentials() {
     assert_fails_saying(&local, &["STEPIK_CLIENT_ID", "--demo"]);
 
     assert!(!structure.exists() && !persist.exists());
+}
+
+/// A stand-in for Boomstream's `ppv/addbuyer`: answers Success with the posted hash,
+/// except `Status: Failed` for the e-mails in `refuse` (each once); records every body.
+struct BoomstreamMock {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl BoomstreamMock {
+    fn start(refuse: &[&str]) -> BoomstreamMock {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("a mock port");
+        let url = format!("http://{}/api", server.server_addr());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        let mut refuse: Vec<String> = refuse.iter().map(|s| s.to_string()).collect();
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(request.as_reader(), &mut body);
+                let fields: Vec<(String, String)> = url_fields(&body);
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                seen.lock()
+                    .expect("the log")
+                    .push((request.url().to_owned(), body.clone()));
+                let email = get("email");
+                let answer = if let Some(i) = refuse.iter().position(|e| *e == email) {
+                    refuse.remove(i);
+                    json!({"Status": "Failed", "Message": "Buyer limit reached"})
+                } else {
+                    json!({"Status": "Success", "Hash": get("hash")})
+                };
+                let _ = request.respond(tiny_http::Response::from_string(answer.to_string()));
+            }
+        });
+        BoomstreamMock { url, bodies }
+    }
+
+    fn calls(&self) -> Vec<(String, String)> {
+        self.bodies.lock().expect("the log").clone()
+    }
+}
+
+fn url_fields(body: &str) -> Vec<(String, String)> {
+    course_core::http::parse_urlencoded(body.as_bytes(), usize::MAX).unwrap_or_default()
+}
+
+#[test]
+fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
+    let boomstream = BoomstreamMock::start(&["bob@example.com"]);
+    let key = "bs-key-SECRET-123";
+    let with_boomstream = |opts: &mut SyncOptions| {
+        opts.config.course.boomstream_subscription = Some("SUB1".into());
+        let mut cfg = generator::boomstream::BoomstreamConfig::new(key);
+        cfg.base_url = boomstream.url.clone();
+        cfg.base_backoff = Duration::from_millis(1);
+        opts.boomstream = Some(cfg);
+    };
+    let mut db = seeded();
+    let first = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
+    // Alice (4 grants, one subscription) is one buyer; Bob is refused this time.
+    assert_eq!(
+        (
+            first.boomstream.pushed,
+            first.boomstream.failed,
+            first.boomstream.codes_created
+        ),
+        (1, 1, 2)
+    );
+    let codes = query(
+        &mut db,
+        "SELECT id, access_code FROM users WHERE access_code IS NOT NULL ORDER BY id",
+    );
+    assert_eq!(codes.len(), 2);
+    let alice_code = codes[0]["access_code"].as_str().expect("a code").to_owned();
+    assert!(
+        alice_code.len() >= 22
+            && alice_code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let state = query(
+        &mut db,
+        "SELECT user_id, count(boomstream_confirmed_at) AS confirmed, max(boomstream_error) AS error \
+         FROM grants GROUP BY user_id ORDER BY user_id",
+    );
+    assert_eq!(state[0]["confirmed"], json!(4));
+    assert_eq!(state[1]["confirmed"], json!(0));
+    assert_eq!(
+        state[1]["error"]
+            .as_str()
+            .map(|e| e.contains("Buyer limit reached")),
+        Some(true)
+    );
+
+    let calls = boomstream.calls();
+    assert_eq!(calls.len(), 2);
+    for (url, body) in &calls {
+        assert!(!url.contains(key), "the key never goes into a URL: {url}");
+        let fields = url_fields(body);
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            (get("code"), get("notification"), get("format")),
+            (Some("SUB1"), Some("0"), Some("json"))
+        );
+    }
+    let alice_call = url_fields(&calls[0].1);
+    assert!(alice_call.contains(&("email".into(), "alice@example.com".into())));
+    assert!(alice_call.contains(&("hash".into(), alice_code.clone())));
+
+    // The next run pushes only what is missing (Bob), with the same codes.
+    let second = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
+    assert_eq!(
+        (
+            second.boomstream.pushed,
+            second.boomstream.failed,
+            second.boomstream.codes_created
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!(second.boomstream.already_confirmed, 4);
+    assert_eq!(boomstream.calls().len(), 3);
+    let again = query(&mut db, "SELECT access_code FROM users WHERE id = 1");
+    assert_eq!(again[0]["access_code"].as_str(), Some(alice_code.as_str()));
+    // A third run makes no call at all.
+    Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
+    assert_eq!(boomstream.calls().len(), 3);
 }

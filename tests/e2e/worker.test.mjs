@@ -198,6 +198,29 @@ describe('/me', () => {
   });
 });
 
+describe('watching', () => {
+  test('/me pre-authorises the player once Boomstream confirmed; the watch page embeds it', async () => {
+    const cookie = await loggedInCookie();
+    w.d1(`UPDATE users SET access_code = 'e2e-Code_123' WHERE id = 1;
+          UPDATE grants SET boomstream_confirmed_at = unixepoch() WHERE user_id = 1 AND video_id = 'intro';`);
+    const html = await (await me(cookie)).text();
+    assert.match(html, /href="https:\/\/play\.boomstream\.com\/MEDIAintro\?id_recovery=e2e-Code_123"/);
+    assert.match(html, /href="https:\/\/play\.boomstream\.com\/MEDIAtwo"/, 'unconfirmed: a plain link');
+    assert.match(html, /<code id="access-code">e2e-Code_123<\/code>/);
+    const page = await w.fetch('/me/videos/intro', { headers: { cookie: `session=${cookie}` } });
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-security-policy'), /frame-src [^;]*https:\/\/play\.boomstream\.com/);
+    assert.match(await page.text(), /<iframe src="https:\/\/play\.boomstream\.com\/MEDIAintro\?id_recovery=e2e-Code_123"/);
+    const locked = await w.fetch('/me/videos/final', { headers: { cookie: `session=${cookie}` } });
+    assert.equal(locked.status, 403);
+    assert.doesNotMatch(await locked.text(), /<iframe/);
+    assert.equal((await w.fetch('/me/videos/nope', { headers: { cookie: `session=${cookie}` } })).status, 404);
+    const anonymous = await w.fetch('/me/videos/intro');
+    assert.equal(anonymous.status, 303);
+    assert.equal(anonymous.headers.get('location'), '/login?next=/me/videos/intro');
+  });
+});
+
 describe('logout', () => {
   test('GET /logout shows a button and does not log out', async () => {
     const cookie = await loggedInCookie();

@@ -8,6 +8,7 @@
 //! Nothing is revoked unless `--revoke` is given and the scan was complete; a failure
 //! leaves D1 as it was or further along, never with access taken away.
 
+pub mod boomstream;
 pub mod plan;
 pub mod state;
 
@@ -40,6 +41,8 @@ pub struct SyncOptions {
     pub revoke: bool,
     /// Progress lines every this many learners (0: none).
     pub progress_every: u64,
+    /// Boomstream's API (from BOOMSTREAM_API_KEY); none = grants are not pushed there.
+    pub boomstream: Option<crate::boomstream::BoomstreamConfig>,
 }
 
 /// What a run did, printed at the end (or as JSON with `--json`).
@@ -77,6 +80,8 @@ pub struct Summary {
     pub retries: u64,
     /// Rows the grade book marked inconsistent (logged).
     pub inconsistent_rows: u64,
+    /// What the Boomstream push did.
+    pub boomstream: boomstream::PushSummary,
     /// Warnings (rules naming what the course lacks, linked accounts not seen, …).
     pub warnings: Vec<String>,
     /// Wall time in seconds.
@@ -224,13 +229,60 @@ fn scan_and_write(
     if opts.dry_run || opts.revoke {
         print_changes(&plan, opts.dry_run);
     }
+    let boomstream = match &opts.boomstream {
+        Some(cfg) => Some(
+            crate::boomstream::BoomstreamClient::new(cfg.clone())
+                .context("setting up the Boomstream client")?,
+        ),
+        None => {
+            eprintln!(
+                "Boomstream: BOOMSTREAM_API_KEY is not set, so grants are not pushed to Boomstream"
+            );
+            None
+        }
+    };
     if opts.dry_run {
+        if boomstream.is_some() {
+            for line in boomstream::describe_pending(db, &opts.config)
+                .context("reading grants waiting for Boomstream")?
+            {
+                println!("  would call {line}");
+            }
+            println!(
+                "  (plus the {} grants this run would add)",
+                plan.new_grants.len()
+            );
+        }
         return Ok(());
     }
     let statements = plan::statements(&plan, now());
     summary.statements = statements.len() as u64;
     for batch in d1::batches(statements).context("splitting the writes into D1 batches")? {
         db.execute(&batch).context("writing to D1")?;
+    }
+    if let Some(client) = &boomstream {
+        let mut push = boomstream::push(db, client, &opts.config, now(), &mut summary.warnings)
+            .context("recording the Boomstream state of grants in D1")?;
+        if opts.revoke && !plan.revocations.is_empty() {
+            let revoked: Vec<(i64, String)> = plan
+                .revocations
+                .iter()
+                .map(|(user, _, video)| (*user, video.clone()))
+                .collect();
+            boomstream::remove_buyers(
+                db,
+                client,
+                &opts.config,
+                &revoked,
+                &mut push,
+                &mut summary.warnings,
+            )
+            .context("checking which Boomstream buyers to remove")?;
+        }
+        let (requests, retries) = client.stats();
+        push.requests = requests;
+        push.retries = retries;
+        summary.boomstream = push;
     }
     Ok(())
 }
