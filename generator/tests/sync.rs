@@ -113,6 +113,7 @@ impl Sync {
             dry_run: false,
             revoke: false,
             progress_every: 0,
+            progress_inline: false,
             boomstream: None,
         };
         tweak(&mut opts);

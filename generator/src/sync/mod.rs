@@ -41,6 +41,9 @@ pub struct SyncOptions {
     pub revoke: bool,
     /// Progress lines every this many learners (0: none).
     pub progress_every: u64,
+    /// On a terminal: one status line rewritten in place (a progress indicator)
+    /// instead of a new log line each time.
+    pub progress_inline: bool,
     /// Boomstream's API (from BOOMSTREAM_API_KEY); none = grants are not pushed there.
     pub boomstream: Option<crate::boomstream::BoomstreamConfig>,
 }
@@ -169,6 +172,7 @@ fn scan_and_write(
 ) -> anyhow::Result<()> {
     let mut planner = plan::Planner::new(state, rules, opts.revoke);
     let mut seen = 0u64;
+    let scan_started = Instant::now();
     let report = client
         .scan_grades(opts.course_id, opts.pass_rule, &mut |learner: Learner| {
             let mut progress = LearnerProgress::default();
@@ -181,10 +185,22 @@ fn scan_and_write(
             planner.learner(learner.user_id, &progress, learner.score);
             seen += 1;
             if opts.progress_every > 0 && seen.is_multiple_of(opts.progress_every) {
-                eprintln!("  scanned {seen} learners");
+                if opts.progress_inline {
+                    let elapsed = scan_started.elapsed().as_secs_f64().max(0.001);
+                    eprint!(
+                        "\r  scanning the grade book: {seen} learners, {:.0}/s   ",
+                        seen as f64 / elapsed
+                    );
+                } else {
+                    eprintln!("  scanned {seen} learners");
+                }
             }
         })
-        .context("scanning the course grade book")?;
+        .context("scanning the course grade book");
+    if opts.progress_inline && opts.progress_every > 0 && seen >= opts.progress_every {
+        eprintln!();
+    }
+    let report = report?;
     summary.pages = report.pages;
     summary.scan_complete = report.complete;
     summary.inconsistent_rows = report.inconsistent_rows;
