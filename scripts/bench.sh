@@ -10,3 +10,4 @@ target/debug/generator build --out dist > /dev/null
 bash scripts/build-worker.sh
 cargo run --quiet --release -p course-core --example password_bench
 node scripts/bench.mjs
+cargo run --quiet --release -p generator --example sync_bench

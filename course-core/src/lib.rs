@@ -11,6 +11,7 @@ pub mod password;
 pub mod session;
 pub mod site;
 pub mod telegram;
+pub mod time;
 pub mod unlock;
 
 /// Lower-case hex of some bytes.

@@ -1,22 +1,24 @@
 //! Benchmark (not a test): `generator::sync::run` against a mock Stepik course of 100,000
 //! learners. `cargo run --release -p generator --example sync_bench`
 //!
-//! The parent process serves the mock Stepik (tiny_http, a pool of handler threads, an
-//! injected latency per request) and runs each scenario in a fresh child process of this
-//! example (`sync_bench child …`), so that each scenario's peak memory (VmHWM) and CPU
-//! time are its own and do not include the mock. The child holds D1 in memory (a small
-//! store that applies the sync's writes, not SQLite); its contents pass from one scenario
-//! to the next through a file.
+//! The parent process serves the mock Stepik (plain HTTP/1.1 on 127.0.0.1, a thread per
+//! connection, an injected latency per request) and runs each scenario in a fresh child
+//! process of this example (`sync_bench child …`), so that each scenario's peak memory
+//! (VmHWM) and CPU time are its own and do not include the mock. The child's D1 is an
+//! in-memory SQLite with `migrations/*.sql` applied; it passes from one scenario to the
+//! next through a file (`VACUUM INTO`, then copied back in before the next run).
 //!
 //! Scenarios, for each concurrency: (1) first run on an empty D1, (2) re-run with nothing
 //! changed, (3) re-run after about 1% of the learners passed more steps.
 //!
-//! Environment: `BENCH_LATENCY_MS` (50) per request, `BENCH_FAULTS=1` (one grade-book page
+//! Environment: `BENCH_LATENCY_MS` (40) per request, `BENCH_FAULTS=1` (one grade-book page
 //! in a hundred answers 500 once), `BENCH_LEARNERS` (100000), `BENCH_LINKED_PERCENT` (100:
 //! share of the learners with a local account), `BENCH_CONCURRENCY` (`4,8`).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,8 +42,6 @@ const GRADED: [(u64, u64); 2] = [(2, 1), (4, 2)];
 const PAGE_SIZE: u64 = 20;
 /// The first learner's Stepik id.
 const FIRST_STEPIK_ID: u64 = 1_000_001;
-/// Handler threads of the mock.
-const MOCK_THREADS: usize = 16;
 
 fn section_id(s: u64) -> u64 {
     501 + s
@@ -103,10 +103,11 @@ struct Mock {
     progressed: AtomicBool,
     /// Graded steps in course order: (lesson id, position, step id, worth).
     graded: Vec<(u64, u64, u64, u64)>,
-    requests: AtomicU64,
     grade_requests: AtomicU64,
     errors_sent: AtomicU64,
     failed_pages: Mutex<HashSet<u64>>,
+    /// When the first grade-book request came (Unix µs).
+    first_page_at: AtomicU64,
     /// When the last grade-book page was answered (Unix µs).
     last_page_at: AtomicU64,
 }
@@ -114,9 +115,9 @@ struct Mock {
 impl Mock {
     fn reset(&self, progressed: bool) {
         self.progressed.store(progressed, Ordering::SeqCst);
-        self.requests.store(0, Ordering::SeqCst);
         self.grade_requests.store(0, Ordering::SeqCst);
         self.errors_sent.store(0, Ordering::SeqCst);
+        self.first_page_at.store(u64::MAX, Ordering::SeqCst);
         self.last_page_at.store(0, Ordering::SeqCst);
         self.failed_pages
             .lock()
@@ -319,54 +320,85 @@ fn unix_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-fn serve(mock: &Mock, mut request: tiny_http::Request) {
-    let mut body = String::new();
-    let _ = request.as_reader().read_to_string(&mut body);
-    let url = request.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let method = request.method().to_string();
-    mock.requests.fetch_add(1, Ordering::Relaxed);
-    let (status, body) = mock.route(&method, path, query);
-    std::thread::sleep(mock.latency);
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-        .expect("a valid header");
-    let response = tiny_http::Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header);
-    let _ = request.respond(response);
-    if path == "/api/course-grades" {
-        mock.last_page_at
-            .fetch_max(unix_micros(), Ordering::Relaxed);
+/// One connection: HTTP/1.1 requests answered in turn (keep-alive) until the client
+/// closes it. Each answer goes out in one write, with Nagle's algorithm off.
+fn serve_connection(mock: &Mock, stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut words = line.split_whitespace();
+        let method = words.next().unwrap_or_default().to_owned();
+        let target = words.next().unwrap_or_default().to_owned();
+        let (mut length, mut close) = (0, false);
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header)? == 0 {
+                return Ok(());
+            }
+            let Some((name, value)) = header.trim_end().split_once(':') else {
+                break;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.eq_ignore_ascii_case("close");
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        if path == "/api/course-grades" {
+            mock.first_page_at
+                .fetch_min(unix_micros(), Ordering::Relaxed);
+        }
+        let (status, body) = mock.route(&method, path, query);
+        std::thread::sleep(mock.latency);
+        let reason = match status {
+            200 => "OK",
+            404 => "Not Found",
+            _ => "Internal Server Error",
+        };
+        let mut response = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        response.extend_from_slice(body.as_bytes());
+        writer.write_all(&response)?;
+        if path == "/api/course-grades" {
+            mock.last_page_at
+                .fetch_max(unix_micros(), Ordering::Relaxed);
+        }
+        if close {
+            return Ok(());
+        }
     }
 }
 
+/// The mock on 127.0.0.1, a thread per connection (the client keeps `concurrency` + 1).
+///
+/// Not tiny_http, for two defects that distorted the first runs of this benchmark:
+/// tiny_http leaves Nagle's algorithm on and writes the headers and the body
+/// separately, so the client's delayed ACK stalled some answers by 40 ms; and its
+/// connection thread pool (4 threads, grown on demand) can queue a new connection
+/// with no thread to serve it when several arrive at once, which left grade-book
+/// requests unanswered until the client's 30 s timeout.
 fn start_mock(mock: Arc<Mock>) -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the mock")?;
-    // tiny_http leaves Nagle's algorithm on: a response goes out in several writes, and
-    // the client's delayed ACK then stalls some of them by 40 ms. Linux copies
-    // TCP_NODELAY from a listening socket to the sockets it accepts, and std sets the
-    // option through a TcpStream handle on the same descriptor.
-    let socket = std::net::TcpStream::from(std::os::fd::OwnedFd::from(listener));
-    socket
-        .set_nodelay(true)
-        .context("TCP_NODELAY on the mock")?;
-    let listener = std::net::TcpListener::from(std::os::fd::OwnedFd::from(socket));
-    let server = Arc::new(
-        tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| anyhow::anyhow!("starting the mock: {e}"))?,
-    );
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .context("the mock listens on TCP")?;
-    for _ in 0..MOCK_THREADS {
-        let (server, mock) = (Arc::clone(&server), Arc::clone(&mock));
-        std::thread::spawn(move || {
-            while let Ok(request) = server.recv() {
-                serve(&mock, request);
-            }
-        });
-    }
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding the mock")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mock = Arc::clone(&mock);
+            std::thread::spawn(move || serve_connection(&mock, stream));
+        }
+    });
     Ok(format!("http://{addr}"))
 }
 
@@ -472,10 +504,15 @@ struct D1Counters {
     statements: u64,
     /// Rows changed, as D1's `meta.changes` counts them.
     rows_written: u64,
-    /// Time spent inside SQLite (not the sync's own work).
-    seconds: f64,
+    /// Time spent inside SQLite reading and writing (not the sync's own work).
+    read_seconds: f64,
+    write_seconds: f64,
     /// When the first write batch came (Unix µs).
     first_write_at: Option<u64>,
+    /// VmRSS (KiB) when the run record is inserted (D1's state has been read, the scan
+    /// not begun) and when the first write batch comes (plan and statements built).
+    rss_at_run_record: Option<u64>,
+    rss_at_first_write: Option<u64>,
 }
 
 fn sqlite_error(e: rusqlite::Error) -> D1Error {
@@ -613,6 +650,9 @@ impl D1 for SqliteD1 {
     fn query(&mut self, statement: &Statement) -> Result<Vec<Row>, D1Error> {
         let started = Instant::now();
         self.counters.queries += 1;
+        if statement.sql.starts_with("INSERT INTO sync_runs") {
+            self.counters.rss_at_run_record = Some(status_kib("VmRSS:"));
+        }
         let before = self.conn.total_changes();
         let rows = run_statement(&self.conn, statement)?;
         if !statement.sql.trim_start().starts_with("SELECT") {
@@ -621,13 +661,16 @@ impl D1 for SqliteD1 {
         } else {
             self.counters.rows_read += rows.len() as u64;
         }
-        self.counters.seconds += started.elapsed().as_secs_f64();
+        self.counters.read_seconds += started.elapsed().as_secs_f64();
         Ok(rows)
     }
 
     /// One transaction, as a D1 batch is.
     fn execute(&mut self, statements: &[Statement]) -> Result<ExecuteReport, D1Error> {
-        self.counters.first_write_at.get_or_insert_with(unix_micros);
+        if self.counters.first_write_at.is_none() {
+            self.counters.first_write_at = Some(unix_micros());
+            self.counters.rss_at_first_write = Some(status_kib("VmRSS:"));
+        }
         let started = Instant::now();
         let tx = self.conn.transaction().map_err(sqlite_error)?;
         let before = tx.total_changes();
@@ -639,7 +682,7 @@ impl D1 for SqliteD1 {
         self.counters.batches += 1;
         self.counters.statements += statements.len() as u64;
         self.counters.rows_written += rows_written;
-        self.counters.seconds += started.elapsed().as_secs_f64();
+        self.counters.write_seconds += started.elapsed().as_secs_f64();
         Ok(ExecuteReport {
             statements: statements.len(),
             rows_written: Some(rows_written),
@@ -708,15 +751,19 @@ fn child(args: &ChildArgs) -> anyhow::Result<()> {
         dry_run: false,
         revoke: false,
         progress_every: 0,
+        progress_inline: false,
+        boomstream: None,
     };
     // Resets VmHWM to the current RSS (Linux ≥ 4.0), so the peak is the run's.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let rss_before = status_kib("VmRSS:");
     let db_before = db.size_kib();
     let cpu_before = cpu_seconds();
+    let started_at = unix_micros();
     let started = Instant::now();
     let summary = sync::run(&opts, &mut db)?;
     let wall = started.elapsed().as_secs_f64();
+    let ended_at = unix_micros();
     let cpu = cpu_seconds() - cpu_before;
     let hwm = status_kib("VmHWM:");
     let rss_after = status_kib("VmRSS:");
@@ -724,7 +771,10 @@ fn child(args: &ChildArgs) -> anyhow::Result<()> {
     let result = json!({
         "db_before_kib": db_before,
         "db_after_kib": db.size_kib(),
-        "d1_seconds": c.seconds,
+        "d1_read_seconds": c.read_seconds,
+        "d1_write_seconds": c.write_seconds,
+        "started_at": started_at,
+        "ended_at": ended_at,
         "wall": wall,
         "cpu": cpu,
         "hwm_reset": reset,
@@ -738,6 +788,8 @@ fn child(args: &ChildArgs) -> anyhow::Result<()> {
         "d1_statements": c.statements,
         "d1_rows_written": c.rows_written,
         "first_write_at": c.first_write_at,
+        "rss_at_run_record_kib": c.rss_at_run_record,
+        "rss_at_first_write_kib": c.rss_at_first_write,
         "d1_grants": db.count("grants"),
         "d1_progress": db.count("learner_progress"),
     });
@@ -764,11 +816,11 @@ struct Measured {
     scenario: &'static str,
     concurrency: usize,
     result: Value,
-    mock_requests: u64,
     mock_grade_requests: u64,
     errors_sent: u64,
-    /// From the last grade-book answer to the first D1 write (planning, statements).
-    scan_to_write: Option<f64>,
+    /// Unix µs: the first grade-book request, the last grade-book answer.
+    first_page_at: u64,
+    last_page_at: u64,
 }
 
 fn f(v: &Value, pointer: &str) -> f64 {
@@ -809,7 +861,8 @@ fn main() -> anyhow::Result<()> {
         });
     }
 
-    let latency_ms = env_u64("BENCH_LATENCY_MS", 50)?;
+    // 40 ms rather than 50 keeps the six runs under five minutes on two cores.
+    let latency_ms = env_u64("BENCH_LATENCY_MS", 40)?;
     let learners = env_u64("BENCH_LEARNERS", 100_000)?;
     let linked_percent = env_u64("BENCH_LINKED_PERCENT", 100)?.min(100);
     let faults = env_u64("BENCH_FAULTS", 0)? != 0;
@@ -833,17 +886,13 @@ fn main() -> anyhow::Result<()> {
         faults,
         progressed: AtomicBool::new(false),
         graded,
-        requests: AtomicU64::new(0),
         grade_requests: AtomicU64::new(0),
         errors_sent: AtomicU64::new(0),
         failed_pages: Mutex::new(HashSet::new()),
+        first_page_at: AtomicU64::new(u64::MAX),
         last_page_at: AtomicU64::new(0),
     });
     let url = start_mock(Arc::clone(&mock))?;
-    if std::env::var("TMP_SERVE").is_ok() {
-        println!("{url}");
-        std::thread::sleep(Duration::from_secs(600));
-    }
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let pages = mock.pages();
@@ -867,7 +916,9 @@ fn main() -> anyhow::Result<()> {
             .enumerate()
         {
             mock.reset(n == 2);
-            let state_out = dir.path().join(format!("d1-c{concurrency}-s{}.tsv", n + 1));
+            let state_out = dir
+                .path()
+                .join(format!("d1-c{concurrency}-s{}.sqlite", n + 1));
             let output = Command::new(&exe)
                 .args([
                     "child",
@@ -889,19 +940,22 @@ fn main() -> anyhow::Result<()> {
                     String::from_utf8_lossy(&output.stderr)
                 );
             };
+            // The client's warnings (retries and why).
+            for warning in String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .filter(|l| l.starts_with("stepik:") || l.starts_with("warning:"))
+            {
+                eprintln!("    {warning}");
+            }
             let result: Value = serde_json::from_str(line)?;
-            let last_page = mock.last_page_at.load(Ordering::SeqCst);
-            let scan_to_write = result["first_write_at"]
-                .as_u64()
-                .map(|w| (w as f64 - last_page as f64) / 1e6);
             let m = Measured {
                 scenario,
                 concurrency,
                 result,
-                mock_requests: mock.requests.load(Ordering::SeqCst),
                 mock_grade_requests: mock.grade_requests.load(Ordering::SeqCst),
                 errors_sent: mock.errors_sent.load(Ordering::SeqCst),
-                scan_to_write,
+                first_page_at: mock.first_page_at.load(Ordering::SeqCst),
+                last_page_at: mock.last_page_at.load(Ordering::SeqCst),
             };
             eprintln!(
                 "  done: {scenario}, concurrency {concurrency}: {:.1} s",
@@ -914,21 +968,22 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "| scenario | conc. | wall s | floor s | wall/floor | Stepik requests (grade pages) | retries | CPU s | peak RSS growth MiB | process peak MiB | D1 statements | D1 batches | D1 rows written | D1 rows read |"
+        "| scenario | conc. | wall s | floor s | wall/floor | Stepik requests (grade-book) | retries (500s injected) | CPU s | peak RSS growth MiB | process peak MiB | D1 statements (batches) | D1 rows written | D1 rows read |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for m in &measured {
         let r = &m.result;
         let floor = latency_ms as f64 / 1000.0 * f(r, "/summary/pages") / m.concurrency as f64;
         let wall = f(r, "/wall");
         println!(
-            "| {} | {} | {wall:.1} | {floor:.1} | {:.2} | {} ({}) | {} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {} | {wall:.1} | {floor:.1} | {:.2} | {} ({}) | {} ({}) | {:.1} | {:.0} | {:.0} | {} ({}) | {} | {} |",
             m.scenario,
             m.concurrency,
             wall / floor,
             f(r, "/summary/requests"),
             m.mock_grade_requests,
             f(r, "/summary/retries"),
+            m.errors_sent,
             f(r, "/cpu"),
             mib(f(r, "/hwm_kib") - f(r, "/rss_before_kib")),
             mib(f(r, "/hwm_kib")),
@@ -940,25 +995,53 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "| scenario | conc. | learners | linked | grants added | unchanged | progress rows | pages | RSS before MiB | last page → first D1 write s | mock requests (500s sent) |"
+        "| scenario | conc. | before the scan s (SQLite reads) | scan s | scan/floor | scan end → first write s | writing s (SQLite) | grants added | grants unchanged | progress rows written |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for m in &measured {
         let r = &m.result;
+        let floor = latency_ms as f64 / 1000.0 * f(r, "/summary/pages") / m.concurrency as f64;
+        let at = |pointer: &str| f(r, pointer);
+        let (first_page, last_page) = (m.first_page_at as f64, m.last_page_at as f64);
+        let first_write = r["first_write_at"].as_f64().unwrap_or(at("/ended_at"));
+        let scan = (last_page - first_page) / 1e6;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} ({}) |",
+            "| {} | {} | {:.2} ({:.2}) | {scan:.1} | {:.2} | {:.2} | {:.2} ({:.2}) | {} | {} | {} |",
             m.scenario,
             m.concurrency,
-            f(r, "/summary/learners"),
-            f(r, "/summary/linked"),
-            f(r, "/summary/grants_added"),
-            f(r, "/summary/grants_unchanged"),
-            f(r, "/summary/progress_written"),
-            f(r, "/summary/pages"),
-            mib(f(r, "/rss_before_kib")),
-            m.scan_to_write.map_or("-".into(), |s| format!("{s:.2}")),
-            m.mock_requests,
-            m.errors_sent,
+            (first_page - at("/started_at")) / 1e6,
+            at("/d1_read_seconds"),
+            scan / floor,
+            (first_write - last_page) / 1e6,
+            (at("/ended_at") - first_write) / 1e6,
+            at("/d1_write_seconds"),
+            at("/summary/grants_added"),
+            at("/summary/grants_unchanged"),
+            at("/summary/progress_written"),
+        );
+    }
+    println!();
+    println!(
+        "| scenario | conc. | RSS before MiB (SQLite DB MiB) | + D1 state read MiB | + scan, plan, statements MiB | peak growth MiB | SQLite DB after MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for m in &measured {
+        let r = &m.result;
+        let before = f(r, "/rss_before_kib");
+        let at_record = f(r, "/rss_at_run_record_kib");
+        let at_write = r["rss_at_first_write_kib"]
+            .as_f64()
+            .unwrap_or(f(r, "/rss_after_kib"));
+        println!(
+            "| {} | {} | {:.0} ({:.0}) | {:.0} | {:.0} | {:.0} | {:.0} |",
+            m.scenario,
+            m.concurrency,
+            mib(before),
+            mib(f(r, "/db_before_kib")),
+            mib(at_record - before),
+            mib(at_write - at_record),
+            mib(f(r, "/hwm_kib") - before),
+            mib(f(r, "/db_after_kib")),
         );
     }
     println!();

@@ -39,6 +39,7 @@
 //!   the server quotes them back. `Debug` of the configuration, the client, [`Buyer`] and
 //!   [`AddedBuyer`] shows `<redacted>` instead.
 
+use crate::net::{encode, is_loopback, retry_after};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -579,7 +580,7 @@ impl BoomstreamClient {
             }
             let delay = match failure.retry_after {
                 Some(wait) => wait.min(self.max_backoff),
-                None => self.backoff(retries),
+                None => crate::net::backoff(self.base_backoff, self.max_backoff, retries),
             };
             retries += 1;
             (self.logger)(&secrets.scrub(&format!(
@@ -654,15 +655,6 @@ impl BoomstreamClient {
             }),
         }
     }
-
-    /// Exponential backoff with jitter: half to all of `base · 2^retries`, capped.
-    fn backoff(&self, retries: u32) -> Duration {
-        let full = self
-            .base_backoff
-            .saturating_mul(2u32.saturating_pow(retries))
-            .min(self.max_backoff);
-        full.mul_f64(0.5 + fastrand::f64() / 2.0)
-    }
 }
 
 /// A transport failure: retried unless trying again cannot help.
@@ -696,12 +688,6 @@ fn error_message(response: &mut ureq::http::Response<ureq::Body>) -> Option<Stri
     let text = read_body(response).ok()?;
     let value: Value = serde_json::from_str(&text).ok()?;
     message_of(value.as_object()?)
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is left to the backoff).
-fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
-    let value = response.headers().get("retry-after")?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// The fields of an answer this client reads.
@@ -790,32 +776,4 @@ fn form_encode(s: &str) -> String {
 /// Percent-encoding of one value (`%20` for a space).
 fn percent_encode(s: &str) -> String {
     encode(s, "%20")
-}
-
-fn encode(s: &str, space: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push_str(space),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Whether the URL points at this machine.
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use generator::admin::UserRef;
 
 /// The course site's generator: renders the static pages and prepares data for the
 /// edge worker.
@@ -29,6 +30,20 @@ pub(crate) enum Command {
     /// Read a password from stdin (or ask for it on a terminal) and print its Argon2id
     /// PHC string, for seeding `users.password_hash` with wrangler.
     HashPassword,
+    /// Manage student accounts: add one, import many from CSV, set passwords, disable
+    /// and enable, link to Telegram and Stepik, show and list.
+    ///
+    /// USER is an e-mail, or id:N, telegram:N, stepik:N. Commands that change something
+    /// take `--d1 local`, `--d1 remote` or `--sql FILE`; `show` and `list` need `--d1`.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Give or take away videos by hand: manual grants (`source = 'manual'`), which a
+    /// sync never removes.
+    #[command(subcommand)]
+    Grants(GrantsCommand),
+    /// Sign students out.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -47,7 +62,7 @@ pub(crate) struct BuildArgs {
     pub(crate) structure: Option<PathBuf>,
 }
 
-/// Where the sync writes.
+/// Which D1 database a command uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum D1Target {
     /// The local database `wrangler dev` serves (through wrangler).
@@ -100,4 +115,224 @@ pub(crate) struct SyncArgs {
     /// stepik.org (no credentials needed): what the README's dev command does.
     #[arg(long)]
     pub(crate) demo: bool,
+}
+
+/// Where an admin command writes: exactly one of `--d1 local|remote` and `--sql FILE`.
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(group(ArgGroup::new("target").required(true).multiple(false).args(["d1", "sql"])))]
+pub(crate) struct WriteTarget {
+    /// The database to change: `local` (the one `wrangler dev` serves, through wrangler;
+    /// run from the repository root) or `remote` (production, through the D1 HTTP API:
+    /// CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN). Everything is checked first;
+    /// nothing is written when anything is wrong.
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub(crate) d1: Option<D1Target>,
+    /// With `--d1 local`: the folder wrangler keeps local state in (as `--persist-to`).
+    #[arg(long, value_name = "DIR", requires = "d1", conflicts_with = "sql")]
+    pub(crate) persist_to: Option<PathBuf>,
+    /// Instead of changing a database, write the SQL to FILE, for
+    /// `npx wrangler d1 execute DB --remote --file FILE`. The file checks, when it runs,
+    /// what SQL can (a missing user or video, an e-mail or id already in use) and then
+    /// applies nothing; it cannot compare passwords or count anything.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) sql: Option<PathBuf>,
+}
+
+/// The database a read-only admin command reads.
+#[derive(Debug, Args)]
+pub(crate) struct ReadTarget {
+    /// The database to read: `local` (through wrangler) or `remote` (D1 HTTP API).
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub(crate) d1: D1Target,
+    /// With `--d1 local`: the folder wrangler keeps local state in (as `--persist-to`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) persist_to: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsersCommand {
+    /// Create a student account. The password comes from stdin (asked twice on a
+    /// terminal; one line, at least 8 characters) unless --generate-password. Refuses an
+    /// e-mail, Telegram id or Stepik id already in use.
+    Add(UsersAddArgs),
+    /// Create accounts from a CSV file: a header line naming the columns (any of
+    /// email,name,password,telegram_id,stepik_user_id; email required), UTF-8.
+    ///
+    /// Every row is checked first (values, repeats within the file, e-mails and ids in
+    /// the database) and every problem is listed with its line number; then nothing is
+    /// written. Empty cells mean "not given". A row whose account exists with the same
+    /// values is skipped, so importing a file twice changes nothing; an existing account
+    /// with different values is an error unless --update. Rows without a password get a
+    /// generated one, written to the --passwords-out file.
+    Import(UsersImportArgs),
+    /// Replace a student's password (from stdin, or --generate-password). Sessions stay:
+    /// `generator sessions revoke` signs them out.
+    SetPassword(UsersPasswordArgs),
+    /// Disable an account: it can no longer sign in, and its sessions stop working.
+    Disable(UserWriteArgs),
+    /// Enable a disabled account again.
+    Enable(UserWriteArgs),
+    /// Link an account to a Telegram id and/or a Stepik user id (replacing a different
+    /// one). With a Stepik id, the next sync grants what the learner has earned.
+    Link(UsersLinkArgs),
+    /// Remove an account's Telegram and/or Stepik link (grants it has stay).
+    Unlink(UsersUnlinkArgs),
+    /// Show an account: ids, status, sessions, progress and granted videos (never the
+    /// password hash).
+    Show(UsersShowArgs),
+    /// List accounts.
+    List(UsersListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsersAddArgs {
+    /// The student's e-mail (stored trimmed and lower-case).
+    pub(crate) email: String,
+    /// The student's name, as /me shows it.
+    #[arg(long, default_value = "")]
+    pub(crate) name: String,
+    /// The student's Telegram id (a number), for Telegram sign-in.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub(crate) telegram_id: Option<String>,
+    /// The student's Stepik user id (a number), for the sync.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub(crate) stepik_id: Option<String>,
+    /// Generate a password and print it once (on stdout) instead of reading one.
+    #[arg(long)]
+    pub(crate) generate_password: bool,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsersImportArgs {
+    /// The CSV file.
+    pub(crate) file: PathBuf,
+    /// A new file (it must not exist) to receive the generated passwords of rows without
+    /// one, as CSV: email,name,password. Required when such rows create accounts.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) passwords_out: Option<PathBuf>,
+    /// Store the file's values (non-empty cells) over those of existing accounts,
+    /// instead of reporting the differences as errors.
+    #[arg(long)]
+    pub(crate) update: bool,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsersPasswordArgs {
+    /// The student: an e-mail, or id:N, telegram:N, stepik:N.
+    #[arg(value_name = "USER")]
+    pub(crate) user: UserRef,
+    /// Generate a password and print it once (on stdout) instead of reading one.
+    #[arg(long)]
+    pub(crate) generate_password: bool,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UserWriteArgs {
+    /// The student: an e-mail, or id:N, telegram:N, stepik:N.
+    #[arg(value_name = "USER")]
+    pub(crate) user: UserRef,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "links", required = true, multiple = true, args = ["telegram_id", "stepik_id"])]
+pub(crate) struct UsersLinkArgs {
+    /// The student: an e-mail, or id:N, telegram:N, stepik:N.
+    #[arg(value_name = "USER")]
+    pub(crate) user: UserRef,
+    /// The Telegram id (a number) to link.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub(crate) telegram_id: Option<String>,
+    /// The Stepik user id (a number) to link.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub(crate) stepik_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "unlinks", required = true, multiple = true, args = ["telegram", "stepik"])]
+pub(crate) struct UsersUnlinkArgs {
+    /// The student: an e-mail, or id:N, telegram:N, stepik:N.
+    #[arg(value_name = "USER")]
+    pub(crate) user: UserRef,
+    /// Remove the Telegram link.
+    #[arg(long)]
+    pub(crate) telegram: bool,
+    /// Remove the Stepik link.
+    #[arg(long)]
+    pub(crate) stepik: bool,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsersShowArgs {
+    /// The student: an e-mail, or id:N, telegram:N, stepik:N.
+    #[arg(value_name = "USER")]
+    pub(crate) user: UserRef,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) target: ReadTarget,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsersListArgs {
+    /// Only disabled accounts.
+    #[arg(long)]
+    pub(crate) disabled: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) target: ReadTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GrantsCommand {
+    /// Give a student videos (manual grants). A video they already have through Stepik
+    /// becomes a manual grant, so that no sync takes it away.
+    Add(GrantsArgs),
+    /// Take manual grants away. Stepik grants are never removed here (the sync manages
+    /// them; they are reported and left alone). If the student's Stepik progress unlocks
+    /// a video, the next sync grants it again.
+    Remove(GrantsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GrantsArgs {
+    /// The student: an e-mail, or id:N, telegram:N, stepik:N.
+    #[arg(value_name = "USER")]
+    pub(crate) user: UserRef,
+    /// Video ids, as in site/config.toml.
+    #[arg(value_name = "VIDEO", required = true)]
+    pub(crate) videos: Vec<String>,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// Sign a student out everywhere: delete all their sessions. They can sign in again
+    /// (disable the account to prevent that).
+    Revoke(SessionsRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionsRevokeArgs {
+    /// The student: an e-mail, or id:N, telegram:N, stepik:N.
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: UserRef,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
 }

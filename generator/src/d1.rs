@@ -164,6 +164,19 @@ impl Statement {
 /// One result row: column name → value.
 pub type Row = Map<String, Value>;
 
+/// An integer column of a row (D1 returns numbers as JSON numbers, maybe as floats).
+pub fn row_int(row: &Row, key: &str) -> Option<i64> {
+    match row.get(key)? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        _ => None,
+    }
+}
+
+/// A text column of a row.
+pub fn row_text(row: &Row, key: &str) -> Option<String> {
+    row.get(key)?.as_str().map(str::to_owned)
+}
+
 /// What an [`D1::execute`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExecuteReport {

@@ -1,8 +1,10 @@
 //! The generator's library part: what the `generator` binary uses and the integration
 //! tests reach directly (a binary crate's modules are out of their reach).
 
+pub mod admin;
 pub mod boomstream;
 pub mod d1;
 pub mod demo;
+pub(crate) mod net;
 pub mod stepik;
 pub mod sync;

@@ -1,5 +1,6 @@
 //! `generator`: the course site's command line. See `generator --help`.
 
+mod admin_cmd;
 mod build;
 mod cli;
 mod site_files;
@@ -17,6 +18,9 @@ fn main() -> ExitCode {
         cli::Command::Build(args) => build::run(&args),
         cli::Command::Sync(args) => sync_cmd::run(&args),
         cli::Command::HashPassword => hash_password(),
+        cli::Command::Users(command) => admin_cmd::users(&command),
+        cli::Command::Grants(command) => admin_cmd::grants(&command),
+        cli::Command::Sessions(command) => admin_cmd::sessions(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

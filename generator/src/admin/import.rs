@@ -18,9 +18,10 @@
 //!   file `--passwords-out` names (created new, owner-only; never overwritten, never
 //!   printed). Without `--passwords-out`, such rows are an error.
 //! - Against a database, new accounts are written with multi-row `INSERT`s (20 rows, 100
-//!   values per statement). Locally the whole import is one transaction; remotely each
-//!   batch of 50 statements is one request, so a failure may leave part of the file
-//!   imported — run the import again: the accounts already created are skipped.
+//!   values per statement). Locally each SQL file wrangler runs (up to 4 MB, about 20,000
+//!   accounts) is one transaction; remotely each batch of 50 statements is one request,
+//!   so a failure may leave part of the file imported — run the import again: the
+//!   accounts already created are skipped.
 //! - With `--sql`, the file cannot read the database: each row becomes a guard (which
 //!   stops the whole file when the e-mail exists with a different name or ids, or a
 //!   Telegram/Stepik id belongs to another account) and an insert that skips existing
@@ -37,8 +38,9 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::passwords::{self, Hasher, Progress};
-use super::{Target, int, text, validate};
+use super::{Target, validate};
 use crate::d1::{D1, SqlValue, Statement};
+use crate::d1::{row_int, row_text};
 
 /// The columns an import file may have (`email` is required).
 pub const COLUMNS: [&str; 5] = ["email", "name", "password", "telegram_id", "stepik_user_id"];
@@ -148,6 +150,32 @@ impl std::error::Error for Problems {}
 /// an earlier row). With header problems no rows are read.
 pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // Line ends become LF (no value may hold a line break anyway), and line numbers are
+    // counted here: the csv reader's own are off after CRLF and blank lines.
+    let normalised: Vec<u8>;
+    let bytes = if bytes.contains(&b'\r') {
+        normalised = to_lf(bytes);
+        &normalised[..]
+    } else {
+        bytes
+    };
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    let line_of = |position: Option<&csv::Position>| -> u64 {
+        let mut at = position.map_or(0, |p| p.byte() as usize);
+        // A record never starts with a line break: skip the blank lines before it.
+        while bytes.get(at) == Some(&b'\n') {
+            at += 1;
+        }
+        line_starts.partition_point(|&start| start <= at) as u64
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -164,7 +192,7 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let line = e.position().map(csv::Position::line);
+                let line = e.position().map(|p| line_of(Some(p)));
                 problems.push(Problem {
                     line,
                     message: format!("unreadable CSV: {e}"),
@@ -172,7 +200,7 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
                 break;
             }
         }
-        let line = record.position().map_or(0, csv::Position::line);
+        let line = line_of(record.position());
         let Ok(fields) = record
             .iter()
             .map(std::str::from_utf8)
@@ -247,7 +275,8 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
                     }
                 }
                 Column::TelegramId if !value.trim().is_empty() => check(
-                    validate::external_id(value, "telegram_id").map(|id| row.telegram_id = Some(id)),
+                    validate::external_id(value, "telegram_id")
+                        .map(|id| row.telegram_id = Some(id)),
                 ),
                 Column::StepikUserId if !value.trim().is_empty() => check(
                     validate::external_id(value, "stepik_user_id")
@@ -295,6 +324,19 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
         )));
     }
     (rows, problems)
+}
+
+/// CRLF and lone CR line ends as LF.
+fn to_lf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {}
+            b'\r' => out.push(b'\n'),
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 fn parse_header(line: u64, fields: &[&str]) -> Result<Vec<Column>, Vec<Problem>> {
@@ -419,6 +461,8 @@ enum Action {
         password: bool,
     },
     Unchanged,
+    /// The row is in error (reported); it is neither created nor changed.
+    Refused,
 }
 
 /// Reads every user, a page at a time.
@@ -438,15 +482,15 @@ fn read_users(db: &mut dyn D1) -> anyhow::Result<Vec<Existing>> {
             .context("reading the existing users")?;
         let full = rows.len() as i64 == PAGE;
         for row in rows {
-            let id = int(&row, "id").context("a user row without an id")?;
+            let id = row_int(&row, "id").context("a user row without an id")?;
             after = id;
             users.push(Existing {
                 id,
-                email: text(&row, "email"),
-                name: text(&row, "name").unwrap_or_default(),
-                telegram_id: int(&row, "telegram_id"),
-                stepik_user_id: int(&row, "stepik_user_id"),
-                password_hash: text(&row, "password_hash"),
+                email: row_text(&row, "email"),
+                name: row_text(&row, "name").unwrap_or_default(),
+                telegram_id: row_int(&row, "telegram_id"),
+                stepik_user_id: row_int(&row, "stepik_user_id"),
+                password_hash: row_text(&row, "password_hash"),
             });
         }
         if !full {
@@ -549,6 +593,7 @@ pub fn import(
             Action::Create => report.created += 1,
             Action::Update { .. } => report.updated += 1,
             Action::Unchanged => report.unchanged += 1,
+            Action::Refused => {}
         }
     }
 
@@ -573,9 +618,10 @@ pub fn import(
         Target::Db(db) => {
             if !statements.is_empty() {
                 db.execute(&statements).with_context(|| {
-                    let mut message = "writing the import to D1 failed; part of it may have been written: \
+                    let mut message =
+                        "writing the import to D1 failed; part of it may have been written: \
                          run the same import again (accounts already created are skipped)"
-                        .to_owned();
+                            .to_owned();
                     if let (Some(path), false) = (opts.passwords_out, generated.is_empty()) {
                         message.push_str(&format!(
                             "; the passwords in {} hold only for the accounts that were created",
@@ -701,14 +747,14 @@ fn classify(
 
     let pairs: Vec<(&str, &str)> = to_verify
         .iter()
-        .filter_map(|&(r, u)| Some((rows[r].password.as_deref()?, users[u].password_hash.as_deref()?)))
+        .filter_map(|&(r, u)| {
+            Some((
+                rows[r].password.as_deref()?,
+                users[u].password_hash.as_deref()?,
+            ))
+        })
         .collect();
-    let matches = passwords::verify_all(
-        opts.hasher,
-        &pairs,
-        opts.progress,
-        "comparing passwords",
-    );
+    let matches = passwords::verify_all(opts.hasher, &pairs, opts.progress, "comparing passwords");
     let mut password_differs = vec![false; rows.len()];
     for (&(r, _), ok) in to_verify.iter().zip(matches) {
         if !ok {
@@ -729,15 +775,18 @@ fn classify(
                 id: user.id,
                 name: row.name.as_ref().is_some_and(|n| *n != user.name),
                 telegram: row.telegram_id.is_some_and(|t| Some(t) != user.telegram_id),
-                stepik: row.stepik_user_id.is_some_and(|s| Some(s) != user.stepik_user_id),
+                stepik: row
+                    .stepik_user_id
+                    .is_some_and(|s| Some(s) != user.stepik_user_id),
                 password: row.password.is_some()
                     && (user.password_hash.is_none() || password_differs[r]),
             };
         } else {
+            actions[r] = Action::Refused;
             problems.push(Problem::at(
                 row.line,
                 format!(
-                    "{} already exists with different values: {}; give --update to store the file's values",
+                    "{} already exists with different values: {}; give --update to store the values from the file",
                     user.label(),
                     differences[r].join(", ")
                 ),
@@ -748,7 +797,11 @@ fn classify(
 
 /// Statements for a database: multi-row inserts of new accounts, one update per changed
 /// account.
-fn db_statements(rows: &[ImportRow], actions: &[Action], hashes: &[Option<String>]) -> Vec<Statement> {
+fn db_statements(
+    rows: &[ImportRow],
+    actions: &[Action],
+    hashes: &[Option<String>],
+) -> Vec<Statement> {
     let mut statements = Vec::new();
     for (r, action) in actions.iter().enumerate() {
         let Action::Update {
@@ -822,7 +875,11 @@ fn db_statements(rows: &[ImportRow], actions: &[Action], hashes: &[Option<String
 
 /// Statements for a script, per row: a guard that stops the file on a conflict, then an
 /// insert that skips an existing e-mail (or, with `update`, an upsert of the given values).
-fn script_statements(rows: &[ImportRow], hashes: &[Option<String>], update: bool) -> Vec<Statement> {
+fn script_statements(
+    rows: &[ImportRow],
+    hashes: &[Option<String>],
+    update: bool,
+) -> Vec<Statement> {
     let mut statements = Vec::with_capacity(rows.len() * 2);
     for (r, row) in rows.iter().enumerate() {
         // The guard: ?1 email, ?2 name, ?3 telegram, ?4 stepik, then its messages.
@@ -853,7 +910,7 @@ fn script_statements(rows: &[ImportRow], hashes: &[Option<String>], update: bool
             }
             let n = message(
                 format!(
-                    "{} already exists with a different name, telegram_id or stepik_user_id (give --update to store the file's values)",
+                    "{} already exists with a different name, telegram_id or stepik_user_id (give --update to store the values from the file)",
                     row.email
                 ),
                 &mut params,
@@ -951,12 +1008,9 @@ fn write_passwords(
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let file = options.open(path).with_context(|| {
-        format!(
-            "creating {} (it must not exist yet)",
-            path.display()
-        )
-    })?;
+    let file = options
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
     let mut writer = csv::Writer::from_writer(file);
     let result = (|| -> anyhow::Result<()> {
         writer.write_record(["email", "name", "password"])?;

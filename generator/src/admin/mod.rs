@@ -35,7 +35,7 @@ use serde_json::Value;
 
 pub use script::SqlScript;
 
-use crate::d1::{D1, Row, SqlValue, Statement};
+use crate::d1::{D1, Row, SqlValue, Statement, row_int, row_text};
 
 /// Where an operation reads and writes.
 pub enum Target<'a> {
@@ -129,6 +129,16 @@ impl fmt::Display for UserRef {
 }
 
 impl UserRef {
+    /// `there is no user anna@example.com`, `… user #3`, `… user with Telegram id 7`.
+    fn missing(&self) -> String {
+        match self {
+            Self::Email(email) => format!("there is no user {email}"),
+            Self::Id(id) => format!("there is no user #{id}"),
+            Self::Telegram(id) => format!("there is no user with Telegram id {id}"),
+            Self::Stepik(id) => format!("there is no user with Stepik user id {id}"),
+        }
+    }
+
     /// The SQL condition on table `users` (aliased `alias`, or unaliased with `""`)
     /// that picks this user, with `?{n}` as its one placeholder, and its value.
     fn condition(&self, alias: &str, n: usize) -> (String, SqlValue) {
@@ -168,14 +178,14 @@ impl User {
 
     fn from_row(row: &Row) -> anyhow::Result<Self> {
         Ok(Self {
-            id: int(row, "id").context("a user row without an id")?,
-            email: text(row, "email"),
-            name: text(row, "name").unwrap_or_default(),
-            telegram_id: int(row, "telegram_id"),
-            stepik_user_id: int(row, "stepik_user_id"),
-            has_password: int(row, "has_password").unwrap_or(0) != 0,
-            created_at: int(row, "created_at").unwrap_or(0),
-            disabled_at: int(row, "disabled_at"),
+            id: row_int(row, "id").context("a user row without an id")?,
+            email: row_text(row, "email"),
+            name: row_text(row, "name").unwrap_or_default(),
+            telegram_id: row_int(row, "telegram_id"),
+            stepik_user_id: row_int(row, "stepik_user_id"),
+            has_password: row_int(row, "has_password").unwrap_or(0) != 0,
+            created_at: row_int(row, "created_at").unwrap_or(0),
+            disabled_at: row_int(row, "disabled_at"),
         })
     }
 
@@ -212,7 +222,7 @@ fn fetch_user(
         ))
         .with_context(|| format!("looking up {who}"))?;
     let Some(row) = rows.into_iter().next() else {
-        bail!("there is no user {who} (see `generator users list`)");
+        bail!("{} (see `generator users list`)", who.missing());
     };
     Ok((User::from_row(&row)?, row))
 }
@@ -238,19 +248,8 @@ fn guard_user_exists(who: &UserRef) -> Statement {
     guard(
         &format!("NOT EXISTS (SELECT 1 FROM users WHERE {condition})"),
         vec![value],
-        &format!("there is no user {who}"),
+        &who.missing(),
     )
-}
-
-fn int(row: &Row, key: &str) -> Option<i64> {
-    match row.get(key)? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        _ => None,
-    }
-}
-
-fn text(row: &Row, key: &str) -> Option<String> {
-    row.get(key)?.as_str().map(str::to_owned)
 }
 
 /// A column holding JSON text (`json_group_array(…)` and the like), parsed.
@@ -264,23 +263,7 @@ fn json_column(row: &Row, key: &str) -> Value {
 
 /// Unix seconds as `2025-03-01 14:05 UTC`.
 pub fn format_time(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        secs / 3_600,
-        secs % 3_600 / 60
-    )
+    format!("{} UTC", course_core::time::utc_date_time(unix))
 }
 
 #[cfg(test)]
@@ -297,8 +280,18 @@ mod tests {
         assert_eq!("tg:7".parse::<UserRef>(), Ok(UserRef::Telegram(7)));
         assert_eq!("Telegram: 7".parse::<UserRef>(), Ok(UserRef::Telegram(7)));
         assert_eq!("stepik:9".parse::<UserRef>(), Ok(UserRef::Stepik(9)));
-        assert!("phone:9".parse::<UserRef>().unwrap_err().contains("unknown kind"));
-        assert!("id:x".parse::<UserRef>().unwrap_err().contains("not a number"));
+        assert!(
+            "phone:9"
+                .parse::<UserRef>()
+                .unwrap_err()
+                .contains("unknown kind")
+        );
+        assert!(
+            "id:x"
+                .parse::<UserRef>()
+                .unwrap_err()
+                .contains("not a number")
+        );
         assert!("anna".parse::<UserRef>().is_err());
     }
 

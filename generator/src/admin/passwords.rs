@@ -31,7 +31,8 @@ impl Hasher for Argon2 {
     }
 }
 
-/// How long jobs report progress on stderr.
+/// How jobs report progress on stderr (jobs of fewer than [`MIN_SHOWN`] items show
+/// nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     /// Nothing.
@@ -53,6 +54,9 @@ impl Progress {
     }
 }
 
+/// Jobs smaller than this show no progress: they finish in a moment.
+pub const MIN_SHOWN: usize = 50;
+
 /// Counts finished items and shows it as `progress` says.
 struct Meter {
     label: &'static str,
@@ -64,7 +68,8 @@ struct Meter {
 
 impl Meter {
     fn new(progress: Progress, label: &'static str, total: usize) -> Self {
-        let bar = (progress == Progress::Bar && total > 0).then(|| {
+        let shown = total >= MIN_SHOWN;
+        let bar = (progress == Progress::Bar && shown).then(|| {
             let bar = indicatif::ProgressBar::new(total as u64);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -82,7 +87,7 @@ impl Meter {
             total,
             done: AtomicUsize::new(0),
             bar,
-            lines: progress == Progress::Lines && total > 0,
+            lines: progress == Progress::Lines && shown,
         }
     }
 
@@ -92,7 +97,7 @@ impl Meter {
             bar.inc(1);
         } else if self.lines {
             let step = self.total.div_ceil(10).max(1);
-            if done % step == 0 || done == self.total {
+            if done.is_multiple_of(step) || done == self.total {
                 eprintln!("{}: {done}/{}", self.label, self.total);
             }
         }

@@ -164,20 +164,33 @@ mod tests {
     fn renders_literals_and_header() {
         let mut script = SqlScript::new("generator users add x");
         script.comment("line\none");
-        script.push(Statement::new("UPDATE users SET name = ?1 WHERE id = ?2;").bind("O'Neil\\ 🎓\0").bind(3));
+        script.push(
+            Statement::new("UPDATE users SET name = ?1 WHERE id = ?2;")
+                .bind("O'Neil\\ 🎓\0")
+                .bind(3),
+        );
         let text = script.render().unwrap();
-        assert!(text.starts_with("-- Written by `generator users add x`.\n"), "{text}");
+        assert!(
+            text.starts_with("-- Written by `generator users add x`.\n"),
+            "{text}"
+        );
         assert!(text.contains("-- line one\n"));
-        assert!(text.ends_with(
-            "UPDATE users SET name = ('O''Neil\\ 🎓'||char(0)||'') WHERE id = 3;\n"
-        ));
+        assert!(
+            text.ends_with("UPDATE users SET name = ('O''Neil\\ 🎓'||char(0)||'') WHERE id = 3;\n")
+        );
     }
 
     #[test]
     fn refuses_what_wrangler_would_mangle_or_d1_refuse() {
         let mut script = SqlScript::new("x");
         script.push(Statement::new("SELECT ?1").bind("BEGIN TRANSACTION"));
-        assert!(script.render().unwrap_err().to_string().contains("BEGIN TRANSACTION"));
+        assert!(
+            script
+                .render()
+                .unwrap_err()
+                .to_string()
+                .contains("BEGIN TRANSACTION")
+        );
         let mut script = SqlScript::new("x");
         script.push(Statement::new("SELECT ?1"));
         assert!(script.render().is_err());

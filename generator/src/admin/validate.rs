@@ -116,9 +116,7 @@ pub fn password(password: &str) -> Result<(), String> {
         ));
     }
     if password.chars().any(char::is_control) {
-        return Err(
-            "the password contains a control character (a line break or tab?)".to_owned(),
-        );
+        return Err("the password contains a control character (a line break or tab?)".to_owned());
     }
     Ok(())
 }
@@ -130,7 +128,10 @@ pub fn external_id(raw: &str, label: &str) -> Result<i64, String> {
     if raw.is_empty() {
         return Err(format!("{label} is empty"));
     }
-    if !raw.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') {
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+    {
         return Err(format!("{label} {raw:?} is not a number"));
     }
     match raw.parse::<i64>() {
@@ -139,7 +140,12 @@ pub fn external_id(raw: &str, label: &str) -> Result<i64, String> {
             "{label} {raw:?} is too large (at most {MAX_EXTERNAL_ID})"
         )),
         Ok(id) => Ok(id),
-        Err(_) if raw.trim_start_matches(['+', '-']).bytes().all(|b| b.is_ascii_digit()) => {
+        Err(_)
+            if raw
+                .trim_start_matches(['+', '-'])
+                .bytes()
+                .all(|b| b.is_ascii_digit()) =>
+        {
             Err(format!(
                 "{label} {raw:?} is too large (at most {MAX_EXTERNAL_ID})"
             ))
@@ -169,7 +175,10 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(email("  Anna.K+course@Example.COM "), Ok("anna.k+course@example.com".into()));
+        assert_eq!(
+            email("  Anna.K+course@Example.COM "),
+            Ok("anna.k+course@example.com".into())
+        );
         assert_eq!(email("иван@пример.рф"), Ok("иван@пример.рф".into()));
         for (raw, why) in [
             ("", "empty"),
@@ -195,12 +204,28 @@ mod tests {
     #[test]
     fn ids() {
         assert_eq!(external_id(" 42 ", "x"), Ok(42));
-        assert!(external_id("abc", "telegram_id").unwrap_err().contains("not a number"));
-        assert!(external_id("1.5", "x").unwrap_err().contains("not a number"));
+        assert!(
+            external_id("abc", "telegram_id")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            external_id("1.5", "x")
+                .unwrap_err()
+                .contains("not a number")
+        );
         assert!(external_id("0", "x").unwrap_err().contains("positive"));
         assert!(external_id("-3", "x").unwrap_err().contains("positive"));
-        assert!(external_id("9007199254740992", "x").unwrap_err().contains("too large"));
-        assert!(external_id("99999999999999999999", "x").unwrap_err().contains("too large"));
+        assert!(
+            external_id("9007199254740992", "x")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            external_id("99999999999999999999", "x")
+                .unwrap_err()
+                .contains("too large")
+        );
         assert_eq!(external_id("9007199254740991", "x"), Ok(MAX_EXTERNAL_ID));
     }
 }

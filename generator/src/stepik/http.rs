@@ -1,6 +1,7 @@
 //! Sending requests: the OAuth token, retries with backoff, the run's retry budget,
 //! status handling, and reading Stepik's `{"meta": …, "<resource>": [ … ]}` answers.
 
+use crate::net::{form_encode, is_loopback, retry_after};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -251,7 +252,7 @@ impl Http {
             }
             let delay = match failure.retry_after {
                 Some(wait) => wait.min(self.max_backoff),
-                None => self.backoff(retries),
+                None => crate::net::backoff(self.base_backoff, self.max_backoff, retries),
             };
             retries += 1;
             self.log(&format!(
@@ -261,15 +262,6 @@ impl Http {
             std::thread::sleep(delay);
             self.retries.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// Exponential backoff with jitter: half to all of `base · 2^retries`, capped.
-    fn backoff(&self, retries: u32) -> Duration {
-        let full = self
-            .base_backoff
-            .saturating_mul(2u32.saturating_pow(retries))
-            .min(self.max_backoff);
-        full.mul_f64(0.5 + fastrand::f64() / 2.0)
     }
 
     /// A usable token and its generation. `stale` names a generation the API refused:
@@ -458,41 +450,6 @@ fn read_body(
             message: format!("the answer is not UTF-8 text (reading {what})"),
         }),
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is not used by Stepik's kind of server).
-fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
-    let value = response.headers().get("retry-after")?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Whether the URL points at this machine.
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Reads `{"meta": {"has_next": …}, "<key>": [ … ], …}`: the list and `has_next`,

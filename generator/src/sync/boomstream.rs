@@ -10,7 +10,7 @@ use course_core::site::SiteConfig;
 use serde::Serialize;
 
 use crate::boomstream::{BoomstreamClient, BoomstreamError, Buyer, new_access_code};
-use crate::d1::{D1, D1Error, Row, SqlValue, Statement};
+use crate::d1::{D1, D1Error, SqlValue, Statement, row_int, row_text};
 
 /// What the push did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -45,15 +45,6 @@ struct Pending {
     access_code: Option<String>,
 }
 
-fn int(row: &Row, key: &str) -> Option<i64> {
-    row.get(key)
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-}
-
-fn text(row: &Row, key: &str) -> Option<String> {
-    row.get(key).and_then(|v| v.as_str()).map(str::to_owned)
-}
-
 /// Gives every student with a grant and no access code one (≥ 128 random bits). Codes
 /// are only ever added (`WHERE access_code IS NULL`), never replaced.
 fn ensure_access_codes(db: &mut dyn D1, summary: &mut PushSummary) -> Result<(), D1Error> {
@@ -62,7 +53,7 @@ fn ensure_access_codes(db: &mut dyn D1, summary: &mut PushSummary) -> Result<(),
     ))?;
     let statements: Vec<Statement> = rows
         .iter()
-        .filter_map(|r| int(r, "id"))
+        .filter_map(|r| row_int(r, "id"))
         .map(|id| {
             Statement::with_params(
                 "UPDATE users SET access_code = ?2 WHERE id = ?1 AND access_code IS NULL",
@@ -88,11 +79,11 @@ fn pending(db: &mut dyn D1) -> Result<Vec<Pending>, D1Error> {
         .iter()
         .filter_map(|r| {
             Some(Pending {
-                user_id: int(r, "user_id")?,
-                video_id: text(r, "video_id")?,
-                email: text(r, "email"),
-                name: text(r, "name").unwrap_or_default(),
-                access_code: text(r, "access_code"),
+                user_id: row_int(r, "user_id")?,
+                video_id: row_text(r, "video_id")?,
+                email: row_text(r, "email"),
+                name: row_text(r, "name").unwrap_or_default(),
+                access_code: row_text(r, "access_code"),
             })
         })
         .collect())
@@ -134,7 +125,7 @@ pub fn push(
             "SELECT count(*) AS n FROM grants WHERE boomstream_confirmed_at IS NOT NULL",
         ))?
         .first()
-        .and_then(|r| int(r, "n"))
+        .and_then(|r| row_int(r, "n"))
         .unwrap_or(0) as u64;
 
     // One buyer per student and subscription covers all its videos.
@@ -288,10 +279,10 @@ pub fn remove_buyers(
         ))?;
         let Some(row) = left.first() else { continue };
         done.push((*user_id, subscription.to_owned()));
-        if int(row, "n").unwrap_or(1) > 0 {
+        if row_int(row, "n").unwrap_or(1) > 0 {
             continue;
         }
-        let Some(code) = text(row, "access_code") else {
+        let Some(code) = row_text(row, "access_code") else {
             continue;
         };
         match client.delete_buyer(subscription, &code) {

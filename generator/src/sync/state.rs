@@ -4,20 +4,9 @@
 use serde_json::Value;
 
 use super::plan::{DbState, ProgressRow, Source, VideoRow};
-use crate::d1::{D1, D1Error, Row, SqlValue, Statement};
+use crate::d1::{D1, D1Error, Row, SqlValue, Statement, row_int, row_text};
 
 const PAGE: i64 = 5_000;
-
-fn int(row: &Row, key: &str) -> Option<i64> {
-    match row.get(key)? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        _ => None,
-    }
-}
-
-fn text(row: &Row, key: &str) -> Option<String> {
-    row.get(key)?.as_str().map(str::to_owned)
-}
 
 fn real(row: &Row, key: &str) -> f64 {
     row.get(key).and_then(Value::as_f64).unwrap_or(0.0)
@@ -56,10 +45,10 @@ pub fn read(db: &mut dyn D1) -> Result<DbState, D1Error> {
         params: vec![],
     })? {
         if let (Some(id), Some(title), Some(position), Some(media_code)) = (
-            text(&row, "id"),
-            text(&row, "title"),
-            int(&row, "position"),
-            text(&row, "media_code"),
+            row_text(&row, "id"),
+            row_text(&row, "title"),
+            row_int(&row, "position"),
+            row_text(&row, "media_code"),
         ) {
             state.videos.insert(
                 id,
@@ -75,9 +64,9 @@ pub fn read(db: &mut dyn D1) -> Result<DbState, D1Error> {
         db,
         "SELECT id, stepik_user_id FROM users WHERE stepik_user_id IS NOT NULL AND id > ?1 ORDER BY id LIMIT ?2",
         vec![0i64.into()],
-        |last| vec![int(last, "id").unwrap_or(i64::MAX).into()],
+        |last| vec![row_int(last, "id").unwrap_or(i64::MAX).into()],
         |row| {
-            if let (Some(id), Some(stepik)) = (int(row, "id"), int(row, "stepik_user_id")) {
+            if let (Some(id), Some(stepik)) = (row_int(row, "id"), row_int(row, "stepik_user_id")) {
                 state.users_by_stepik.insert(stepik as u64, id);
             }
         },
@@ -89,15 +78,15 @@ pub fn read(db: &mut dyn D1) -> Result<DbState, D1Error> {
         vec![0i64.into(), "".into()],
         |last| {
             vec![
-                int(last, "user_id").unwrap_or(i64::MAX).into(),
-                text(last, "video_id").unwrap_or_default().into(),
+                row_int(last, "user_id").unwrap_or(i64::MAX).into(),
+                row_text(last, "video_id").unwrap_or_default().into(),
             ]
         },
         |row| {
             if let (Some(user), Some(video), Some(source)) = (
-                int(row, "user_id"),
-                text(row, "video_id"),
-                text(row, "source"),
+                row_int(row, "user_id"),
+                row_text(row, "video_id"),
+                row_text(row, "source"),
             ) {
                 let source = if source == "manual" {
                     Source::Manual
@@ -113,18 +102,18 @@ pub fn read(db: &mut dyn D1) -> Result<DbState, D1Error> {
         "SELECT stepik_user_id, steps_passed, steps_total, score, unlocked, next_video_id, next_missing \
          FROM learner_progress WHERE stepik_user_id > ?1 ORDER BY stepik_user_id LIMIT ?2",
         vec![0i64.into()],
-        |last| vec![int(last, "stepik_user_id").unwrap_or(i64::MAX).into()],
+        |last| vec![row_int(last, "stepik_user_id").unwrap_or(i64::MAX).into()],
         |row| {
-            if let Some(id) = int(row, "stepik_user_id") {
+            if let Some(id) = row_int(row, "stepik_user_id") {
                 state.progress.insert(
                     id as u64,
                     ProgressRow {
-                        steps_passed: int(row, "steps_passed").unwrap_or(0),
-                        steps_total: int(row, "steps_total").unwrap_or(0),
+                        steps_passed: row_int(row, "steps_passed").unwrap_or(0),
+                        steps_total: row_int(row, "steps_total").unwrap_or(0),
                         score: real(row, "score"),
-                        unlocked: text(row, "unlocked").unwrap_or_default(),
-                        next_video_id: text(row, "next_video_id"),
-                        next_missing: int(row, "next_missing"),
+                        unlocked: row_text(row, "unlocked").unwrap_or_default(),
+                        next_video_id: row_text(row, "next_video_id"),
+                        next_missing: row_int(row, "next_missing"),
                     },
                 );
             }
