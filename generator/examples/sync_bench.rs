@@ -831,6 +831,15 @@ fn mib(kib: f64) -> f64 {
     kib / 1024.0
 }
 
+/// `measured / floor`, or `-` without a floor (no latency).
+fn ratio(measured: f64, floor: f64) -> String {
+    if floor > 0.0 {
+        format!("{:.2}", measured / floor)
+    } else {
+        "-".into()
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("child") {
@@ -976,10 +985,10 @@ fn main() -> anyhow::Result<()> {
         let floor = latency_ms as f64 / 1000.0 * f(r, "/summary/pages") / m.concurrency as f64;
         let wall = f(r, "/wall");
         println!(
-            "| {} | {} | {wall:.1} | {floor:.1} | {:.2} | {} ({}) | {} ({}) | {:.1} | {:.0} | {:.0} | {} ({}) | {} | {} |",
+            "| {} | {} | {wall:.1} | {floor:.1} | {} | {} ({}) | {} ({}) | {:.1} | {:.0} | {:.0} | {} ({}) | {} | {} |",
             m.scenario,
             m.concurrency,
-            wall / floor,
+            ratio(wall, floor),
             f(r, "/summary/requests"),
             m.mock_grade_requests,
             f(r, "/summary/retries"),
@@ -1006,12 +1015,12 @@ fn main() -> anyhow::Result<()> {
         let first_write = r["first_write_at"].as_f64().unwrap_or(at("/ended_at"));
         let scan = (last_page - first_page) / 1e6;
         println!(
-            "| {} | {} | {:.2} ({:.2}) | {scan:.1} | {:.2} | {:.2} | {:.2} ({:.2}) | {} | {} | {} |",
+            "| {} | {} | {:.2} ({:.2}) | {scan:.1} | {} | {:.2} | {:.2} ({:.2}) | {} | {} | {} |",
             m.scenario,
             m.concurrency,
             (first_page - at("/started_at")) / 1e6,
             at("/d1_read_seconds"),
-            scan / floor,
+            ratio(scan, floor),
             (first_write - last_page) / 1e6,
             (at("/ended_at") - first_write) / 1e6,
             at("/d1_write_seconds"),

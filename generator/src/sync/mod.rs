@@ -271,10 +271,18 @@ fn scan_and_write(
         }
         return Ok(());
     }
-    let statements = plan::statements(&plan, now());
-    summary.statements = statements.len() as u64;
-    for batch in d1::batches(statements).context("splitting the writes into D1 batches")? {
-        db.execute(&batch).context("writing to D1")?;
+    // Written a slice at a time: a first run over a large course never holds all its
+    // statements at once.
+    summary.statements = plan::statement_count(&plan) as u64;
+    let mut statements = plan::statement_iter(&plan, now()).peekable();
+    while statements.peek().is_some() {
+        let slice: Vec<d1::Statement> = statements
+            .by_ref()
+            .take(d1::MAX_STATEMENTS_PER_BATCH)
+            .collect();
+        for batch in d1::batches(slice).context("splitting the writes into D1 batches")? {
+            db.execute(&batch).context("writing to D1")?;
+        }
     }
     if let Some(client) = &boomstream {
         let mut push = boomstream::push(db, client, &opts.config, now(), &mut summary.warnings)

@@ -271,38 +271,49 @@ fn rows_per_statement(params_per_row: usize) -> usize {
 /// reference them), then grants, revocations and progress. Every statement is
 /// idempotent, so a batch that is retried or half-applied does no harm.
 pub fn statements(plan: &Plan, now: i64) -> Vec<Statement> {
-    let mut out = Vec::new();
-    for (id, v) in &plan.video_upserts {
-        out.push(Statement {
-            sql: "INSERT INTO videos (id, title, position, media_code) VALUES (?1, ?2, ?3, ?4) \
-                  ON CONFLICT (id) DO UPDATE SET title = excluded.title, position = excluded.position, \
-                  media_code = excluded.media_code"
-                .into(),
-            params: vec![id.clone().into(), v.title.clone().into(), v.position.into(), v.media_code.clone().into()],
+    statement_iter(plan, now).collect()
+}
+
+/// [`statements`], made one at a time, so a large first run can be written batch by
+/// batch without holding every statement in memory at once.
+pub fn statement_iter(plan: &Plan, now: i64) -> impl Iterator<Item = Statement> + '_ {
+    let videos = plan.video_upserts.iter().map(|(id, v)| Statement {
+        sql: "INSERT INTO videos (id, title, position, media_code) VALUES (?1, ?2, ?3, ?4) \
+              ON CONFLICT (id) DO UPDATE SET title = excluded.title, position = excluded.position, \
+              media_code = excluded.media_code"
+            .into(),
+        params: vec![
+            id.clone().into(),
+            v.title.clone().into(),
+            v.position.into(),
+            v.media_code.clone().into(),
+        ],
+    });
+    let grants = plan
+        .new_grants
+        .chunks(rows_per_statement(3))
+        .map(move |chunk| {
+            multi_row(
+                "INSERT INTO grants (user_id, video_id, source, granted_at) VALUES",
+                "(?, ?, 'stepik', ?)",
+                "ON CONFLICT (user_id, video_id) DO NOTHING",
+                chunk
+                    .iter()
+                    .map(|(user, _, video)| vec![(*user).into(), video.clone().into(), now.into()]),
+            )
         });
-    }
-    for chunk in plan.new_grants.chunks(rows_per_statement(3)) {
-        out.push(multi_row(
-            "INSERT INTO grants (user_id, video_id, source, granted_at) VALUES",
-            "(?, ?, 'stepik', ?)",
-            "ON CONFLICT (user_id, video_id) DO NOTHING",
-            chunk
-                .iter()
-                .map(|(user, _, video)| vec![(*user).into(), video.clone().into(), now.into()]),
-        ));
-    }
-    for chunk in plan.revocations.chunks(rows_per_statement(2)) {
-        out.push(multi_row(
+    let revocations = plan.revocations.chunks(rows_per_statement(2)).map(|chunk| {
+        multi_row(
             "DELETE FROM grants WHERE source = 'stepik' AND (user_id, video_id) IN (VALUES",
             "(?, ?)",
             ")",
             chunk
                 .iter()
                 .map(|(user, _, video)| vec![(*user).into(), video.clone().into()]),
-        ));
-    }
-    for chunk in plan.progress_upserts.chunks(rows_per_statement(8)) {
-        out.push(multi_row(
+        )
+    });
+    let progress = plan.progress_upserts.chunks(rows_per_statement(8)).map(move |chunk| {
+        multi_row(
             "INSERT INTO learner_progress (stepik_user_id, steps_passed, steps_total, score, unlocked, \
              next_video_id, next_missing, updated_at) VALUES",
             "(?, ?, ?, ?, ?, ?, ?, ?)",
@@ -322,9 +333,17 @@ pub fn statements(plan: &Plan, now: i64) -> Vec<Statement> {
                     now.into(),
                 ]
             }),
-        ));
-    }
-    out
+        )
+    });
+    videos.chain(grants).chain(revocations).chain(progress)
+}
+
+/// The number of statements [`statement_iter`] makes.
+pub fn statement_count(plan: &Plan) -> usize {
+    plan.video_upserts.len()
+        + plan.new_grants.len().div_ceil(rows_per_statement(3))
+        + plan.revocations.len().div_ceil(rows_per_statement(2))
+        + plan.progress_upserts.len().div_ceil(rows_per_statement(8))
 }
 
 /// `head (row), (row), … tail` with `?` renumbered `?1…?n`.
@@ -866,6 +885,7 @@ mod tests {
             ..Plan::default()
         };
         let out = statements(&plan, 1);
+        assert_eq!(out.len(), statement_count(&plan), "the count matches what is made");
         for s in &out {
             assert!(s.params.len() <= 100, "{} parameters", s.params.len());
             let expected: Vec<usize> = (1..=s.params.len()).collect();
