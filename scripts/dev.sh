@@ -9,7 +9,7 @@ cd "$ROOT"
 DEMO_EMAIL=demo@example.com
 DEMO_PASSWORD=demo-password
 
-bash scripts/setup.sh
+SKIP_BROWSER=1 bash scripts/setup.sh  # the browser is only for the tests
 
 say "building the generator and rendering the static pages into dist/"
 cargo build --quiet -p generator
