@@ -3,7 +3,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-bash scripts/setup.sh
+SKIP_BROWSER=1 bash scripts/setup.sh
 source scripts/env.sh
 cargo build --quiet -p generator
 target/debug/generator build --out dist > /dev/null
