@@ -885,7 +885,11 @@ mod tests {
             ..Plan::default()
         };
         let out = statements(&plan, 1);
-        assert_eq!(out.len(), statement_count(&plan), "the count matches what is made");
+        assert_eq!(
+            out.len(),
+            statement_count(&plan),
+            "the count matches what is made"
+        );
         for s in &out {
             assert!(s.params.len() <= 100, "{} parameters", s.params.len());
             let expected: Vec<usize> = (1..=s.params.len()).collect();
