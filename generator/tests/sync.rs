@@ -784,3 +784,37 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
     Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
     assert_eq!(boomstream.calls().len(), 3);
 }
+
+#[test]
+fn revoking_the_last_grant_of_a_subscription_removes_the_boomstream_buyer() {
+    let boomstream = BoomstreamMock::start(&[]);
+    let with_boomstream = |opts: &mut SyncOptions| {
+        opts.revoke = true;
+        opts.config.course.boomstream_subscription = Some("SUB1".into());
+        // "final" sits in a subscription of its own.
+        if let Some(v) = opts.config.videos.iter_mut().find(|v| v.id == "final") {
+            v.boomstream_subscription = Some("SUB2".into());
+        }
+        let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key");
+        cfg.base_url = boomstream.url.clone();
+        cfg.base_backoff = Duration::from_millis(1);
+        opts.boomstream = Some(cfg);
+    };
+    let mut db = with_extra_grants();
+    let summary = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
+    assert_eq!(summary.grants_revoked, 1, "Bob's stepik grant of final");
+    assert_eq!(summary.boomstream.removed, 1);
+    let bob_code = query(&mut db, "SELECT access_code FROM users WHERE id = 2")[0]["access_code"]
+        .as_str()
+        .expect("Bob has a code")
+        .to_owned();
+    let deletes: Vec<Vec<(String, String)>> = boomstream
+        .calls()
+        .iter()
+        .filter(|(url, _)| url.ends_with("/ppv/deletebuyer"))
+        .map(|(_, body)| url_fields(body))
+        .collect();
+    assert_eq!(deletes.len(), 1, "only SUB2, where Bob has nothing left");
+    assert!(deletes[0].contains(&("code".into(), "SUB2".into())));
+    assert!(deletes[0].contains(&("hash".into(), bob_code)));
+}
