@@ -68,16 +68,25 @@ fn ensure_access_codes(db: &mut dyn D1, summary: &mut PushSummary) -> Result<(),
     Ok(())
 }
 
+/// Rows per query when reading the grants that wait for Boomstream.
+const PAGE: i64 = 5_000;
+
+/// Every grant Boomstream has not confirmed, of students not disabled, by user and
+/// video, read a page at a time (a first run over a large course has many).
 fn pending(db: &mut dyn D1) -> Result<Vec<Pending>, D1Error> {
-    let rows = db.query(&Statement::new(
-        "SELECT g.user_id, g.video_id, u.email, u.name, u.access_code FROM grants g \
-         JOIN users u ON u.id = g.user_id \
-         WHERE g.boomstream_confirmed_at IS NULL AND u.disabled_at IS NULL \
-         ORDER BY g.user_id, g.video_id",
-    ))?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
+    let mut out = Vec::new();
+    let (mut after_user, mut after_video) = (0i64, String::new());
+    loop {
+        let rows = db.query(&Statement::with_params(
+            "SELECT g.user_id, g.video_id, u.email, u.name, u.access_code FROM grants g \
+             JOIN users u ON u.id = g.user_id \
+             WHERE g.boomstream_confirmed_at IS NULL AND u.disabled_at IS NULL \
+             AND (g.user_id, g.video_id) > (?1, ?2) \
+             ORDER BY g.user_id, g.video_id LIMIT ?3",
+            vec![after_user.into(), after_video.clone().into(), PAGE.into()],
+        ))?;
+        let full = rows.len() as i64 == PAGE;
+        out.extend(rows.iter().filter_map(|r| {
             Some(Pending {
                 user_id: row_int(r, "user_id")?,
                 video_id: row_text(r, "video_id")?,
@@ -85,8 +94,16 @@ fn pending(db: &mut dyn D1) -> Result<Vec<Pending>, D1Error> {
                 name: row_text(r, "name").unwrap_or_default(),
                 access_code: row_text(r, "access_code"),
             })
-        })
-        .collect())
+        }));
+        // The next page starts after this page's last row, parsed or not.
+        match rows
+            .last()
+            .and_then(|r| Some((row_int(r, "user_id")?, row_text(r, "video_id")?)))
+        {
+            Some((user, video)) if full => (after_user, after_video) = (user, video),
+            _ => return Ok(out),
+        }
+    }
 }
 
 fn mark(user_id: i64, videos: &[String], now: i64, error: Option<&str>) -> Statement {
