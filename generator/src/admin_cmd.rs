@@ -273,25 +273,7 @@ impl Password {
             }
             first
         } else {
-            let mut raw = Vec::new();
-            stdin
-                .lock()
-                .take(course_core::password::MAX_PASSWORD_BYTES as u64 + 3)
-                .read_to_end(&mut raw)
-                .context("reading the password from stdin")?;
-            let text = String::from_utf8(raw).context("the password on stdin is not UTF-8")?;
-            // One trailing line break (from echo or a file) is not part of the password.
-            let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-            let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-            if trimmed.is_empty() {
-                bail!(
-                    "no password on stdin: pipe one in (printf '%s' 'the password' | generator …) or use --generate-password"
-                );
-            }
-            if trimmed.contains('\n') {
-                bail!("stdin holds more than one line; give exactly one password");
-            }
-            trimmed.to_owned()
+            password_from_stdin()?
         };
         Ok(Self {
             text,
@@ -313,4 +295,25 @@ impl Password {
         eprintln!("the generated password of {whose}{when} (shown once, not stored anywhere):");
         println!("{}", self.text);
     }
+}
+
+/// One password piped in on stdin: a single trailing line break (from `echo` or a file)
+/// is not part of it; more than one line, or nothing, is an error.
+pub(crate) fn password_from_stdin() -> anyhow::Result<String> {
+    let mut raw = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(course_core::password::MAX_PASSWORD_BYTES as u64 + 3)
+        .read_to_end(&mut raw)
+        .context("reading the password from stdin")?;
+    let text = String::from_utf8(raw).context("the password on stdin is not UTF-8")?;
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        bail!("no password on stdin: pipe one in (printf '%s' 'the password' | generator …)");
+    }
+    if trimmed.contains('\n') {
+        bail!("stdin holds more than one line; give exactly one password");
+    }
+    Ok(trimmed.to_owned())
 }

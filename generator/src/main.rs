@@ -6,10 +6,10 @@ mod cli;
 mod site_files;
 mod sync_cmd;
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
@@ -38,20 +38,8 @@ fn hash_password() -> anyhow::Result<()> {
         rpassword::prompt_password("Password: ")
             .context("reading the password from the terminal")?
     } else {
-        let mut raw = Vec::new();
-        stdin
-            .lock()
-            .take(course_core::password::MAX_PASSWORD_BYTES as u64 + 3)
-            .read_to_end(&mut raw)
-            .context("reading the password from stdin")?;
-        let text = String::from_utf8(raw).context("the password on stdin is not UTF-8")?;
-        // One trailing line break (from echo or a file) is not part of the password.
-        let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-        trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned()
+        admin_cmd::password_from_stdin()?
     };
-    if password.contains('\n') {
-        bail!("stdin holds more than one line; give exactly one password");
-    }
     let hash = course_core::password::hash(&password).context("cannot hash this password")?;
     println!("{hash}");
     Ok(())
