@@ -659,17 +659,14 @@ impl BoomstreamClient {
 
 /// A transport failure: retried unless trying again cannot help.
 fn failed_transport(e: ureq::Error, method: &str) -> Attempt {
-    match e {
-        ureq::Error::Timeout(_)
-        | ureq::Error::Io(_)
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::HostNotFound
-        | ureq::Error::Protocol(_) => Attempt::Retry(Transient {
+    if crate::net::is_transient(&e) {
+        Attempt::Retry(Transient {
             status: None,
             message: e.to_string(),
             retry_after: None,
-        }),
-        e => Attempt::Fatal(BoomstreamError::Transport(format!("{method}: {e}"))),
+        })
+    } else {
+        Attempt::Fatal(BoomstreamError::Transport(format!("{method}: {e}")))
     }
 }
 

@@ -14,6 +14,19 @@ pub(crate) fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Whether a transport failure may go away by trying again (timeouts, broken or
+/// refused connections, garbled answers), as opposed to a mistake of ours.
+pub(crate) fn is_transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Timeout(_)
+            | ureq::Error::Io(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Protocol(_)
+    )
+}
+
 /// Percent-encoding of one value, with `space` for a space (`+` in forms, `%20` in URLs).
 pub(crate) fn encode(s: &str, space: &str) -> String {
     let mut out = String::with_capacity(s.len());

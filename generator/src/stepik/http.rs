@@ -414,17 +414,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A transport failure: retried unless it cannot get better by trying again.
 fn failed_transport<T>(e: ureq::Error, url: &str, what: &str) -> Attempt<T> {
-    match e {
-        ureq::Error::Timeout(_)
-        | ureq::Error::Io(_)
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::HostNotFound
-        | ureq::Error::Protocol(_) => Attempt::Retry(Transient {
+    if crate::net::is_transient(&e) {
+        Attempt::Retry(Transient {
             status: None,
             message: e.to_string(),
             retry_after: None,
-        }),
-        e => Attempt::Fatal(StepikError::Transport(format!("{what} ({url}): {e}"))),
+        })
+    } else {
+        Attempt::Fatal(StepikError::Transport(format!("{what} ({url}): {e}")))
     }
 }
 
