@@ -5,8 +5,7 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 SKIP_BROWSER=1 bash scripts/setup.sh
 source scripts/env.sh
-cargo build --quiet -p generator
-target/debug/generator build --out dist > /dev/null
+# build-worker.sh renders the static site (generator build) and builds the worker.
 bash scripts/build-worker.sh
 cargo run --quiet --release -p course-core --example password_bench
 node scripts/bench.mjs

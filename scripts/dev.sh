@@ -11,9 +11,10 @@ DEMO_PASSWORD=demo-password
 
 SKIP_BROWSER=1 bash scripts/setup.sh  # the browser is only for the tests
 
-say "building the generator and rendering the static pages into dist/"
+# (wrangler dev renders the static pages and builds the worker itself, through
+# scripts/build-worker.sh; the generator is needed here for the password and the sync.)
+say "building the generator"
 cargo build --quiet -p generator
-target/debug/generator build --out dist
 
 say "migrating the local D1 database"
 wrangler d1 migrations apply DB --local

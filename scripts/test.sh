@@ -20,8 +20,7 @@ say "native tests"
 cargo test --quiet
 
 say "building the static site and the worker"
-cargo build --quiet -p generator
-target/debug/generator build --out dist > /dev/null
+# build-worker.sh renders the static site (generator build) and builds the worker.
 bash scripts/build-worker.sh
 
 say "end-to-end tests in workerd"

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use course_core::site::SiteConfig;
-use generator::d1::{D1, D1Error, ExecuteReport, Row, SqlValue, Statement};
+use generator::d1::{D1, D1Error, ExecuteReport, Row, Statement};
 use generator::stepik::{PassRule, StepikConfig};
 use generator::sync::{self, SyncOptions};
 use serde_json::{Value, json};
@@ -515,73 +515,20 @@ struct D1Counters {
     rss_at_first_write: Option<u64>,
 }
 
-fn sqlite_error(e: rusqlite::Error) -> D1Error {
-    D1Error::Local(format!("SQLite: {e}"))
-}
+// The tests' SQLite D1: its migrations and statement runner (limits checked as D1 does).
+#[path = "../tests/common/sqlite_d1.rs"]
+#[allow(dead_code)]
+mod sqlite_d1;
 
-/// A column value as D1 hands it out: JSON.
-fn json_value(value: rusqlite::types::ValueRef<'_>) -> Value {
-    use rusqlite::types::ValueRef;
-    match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(f) => f.into(),
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
-        ValueRef::Blob(b) => b.iter().map(|byte| Value::from(*byte)).collect(),
-    }
-}
-
-/// Runs one statement; its rows (none for a write).
-fn run_statement(conn: &rusqlite::Connection, statement: &Statement) -> Result<Vec<Row>, D1Error> {
-    use rusqlite::types::Value as V;
-    let mut prepared = conn.prepare_cached(&statement.sql).map_err(sqlite_error)?;
-    for (index, value) in statement.params.iter().enumerate() {
-        let value = match value {
-            SqlValue::Null => V::Null,
-            SqlValue::Integer(i) => V::Integer(*i),
-            SqlValue::Real(f) => V::Real(*f),
-            SqlValue::Text(s) => V::Text(s.clone()),
-        };
-        prepared
-            .raw_bind_parameter(index + 1, value)
-            .map_err(sqlite_error)?;
-    }
-    let names: Vec<String> = prepared.column_names().map(str::to_owned).collect();
-    let mut rows = prepared.raw_query();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(sqlite_error)? {
-        let mut object = Row::new();
-        for (index, name) in names.iter().enumerate() {
-            object.insert(
-                name.clone(),
-                json_value(row.get_ref(index).map_err(sqlite_error)?),
-            );
-        }
-        out.push(object);
-    }
-    Ok(out)
-}
+use sqlite_d1::run as run_statement;
 
 const TABLES: [&str; 5] = ["users", "videos", "grants", "learner_progress", "sync_runs"];
 
 impl SqliteD1 {
     /// A new database with `migrations/*.sql` applied in name order.
     fn migrated() -> anyhow::Result<SqliteD1> {
-        let conn = rusqlite::Connection::open_in_memory()?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .map(|entry| entry.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        files.retain(|path| path.extension().is_some_and(|e| e == "sql"));
-        files.sort();
-        for file in files {
-            conn.execute_batch(&std::fs::read_to_string(&file)?)
-                .with_context(|| file.display().to_string())?;
-        }
         Ok(SqliteD1 {
-            conn,
+            conn: sqlite_d1::migrated_connection(),
             counters: D1Counters::default(),
         })
     }
@@ -672,13 +619,17 @@ impl D1 for SqliteD1 {
             self.counters.rss_at_first_write = Some(status_kib("VmRSS:"));
         }
         let started = Instant::now();
-        let tx = self.conn.transaction().map_err(sqlite_error)?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| D1Error::Local(format!("SQLite: {e}")))?;
         let before = tx.total_changes();
         for statement in statements {
             run_statement(&tx, statement)?;
         }
         let rows_written = tx.total_changes() - before;
-        tx.commit().map_err(sqlite_error)?;
+        tx.commit()
+            .map_err(|e| D1Error::Local(format!("SQLite: {e}")))?;
         self.counters.batches += 1;
         self.counters.statements += statements.len() as u64;
         self.counters.rows_written += rows_written;

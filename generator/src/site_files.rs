@@ -39,9 +39,8 @@ fn file_name(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} has no UTF-8 file name", path.display()))
 }
 
-/// Reads and checks the site whose configuration is `config_path`.
-pub(crate) fn load(config_path: &Path, structure: Option<&Path>) -> anyhow::Result<SiteFiles> {
-    let dir = config_path.parent().unwrap_or(Path::new("."));
+/// Reads and checks just the configuration (what the sync needs).
+pub(crate) fn load_config(config_path: &Path) -> anyhow::Result<SiteConfig> {
     let config: SiteConfig = toml::from_str(&read(config_path)?).with_context(|| {
         format!(
             "{} is not a valid site configuration",
@@ -52,6 +51,13 @@ pub(crate) fn load(config_path: &Path, structure: Option<&Path>) -> anyhow::Resu
     if !problems.is_empty() {
         bail!("{}:\n  {}", config_path.display(), problems.join("\n  "));
     }
+    Ok(config)
+}
+
+/// Reads and checks the site whose configuration is `config_path`.
+pub(crate) fn load(config_path: &Path, structure: Option<&Path>) -> anyhow::Result<SiteFiles> {
+    let dir = config_path.parent().unwrap_or(Path::new("."));
+    let config = load_config(config_path)?;
 
     let mut messages = BTreeMap::new();
     for lang in Lang::ALL {

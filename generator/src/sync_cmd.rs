@@ -20,7 +20,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
-    let site = site_files::load(&args.config, None)?.site;
+    let config = site_files::load_config(&args.config)?;
     let config_dir = args.config.parent().unwrap_or(Path::new("."));
 
     // The demo server must outlive the sync: keep its handle here.
@@ -55,7 +55,7 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
                 Some(v) => v.parse().with_context(|| {
                     format!("STEPIK_COURSE_ID must be a course number, not {v:?}")
                 })?,
-                None => site.config.course.stepik_course_id.with_context(|| {
+                None => config.course.stepik_course_id.with_context(|| {
                     format!(
                         "no Stepik course: set STEPIK_COURSE_ID or stepik_course_id in {}",
                         args.config.display()
@@ -84,7 +84,7 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
 
     let on_terminal = std::io::stderr().is_terminal();
     let opts = SyncOptions {
-        config: site.config.clone(),
+        config,
         structure_out: args
             .structure_out
             .clone()

@@ -20,24 +20,8 @@ pub(crate) struct SqliteD1 {
 impl SqliteD1 {
     /// A new database with `migrations/*.sql` applied in name order.
     pub(crate) fn migrated() -> SqliteD1 {
-        let conn = Connection::open_in_memory().expect("an in-memory SQLite");
-        conn.pragma_update(None, "foreign_keys", true)
-            .expect("foreign keys on");
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"));
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .expect("the migrations folder")
-            .map(|entry| entry.expect("a migrations entry").path())
-            .filter(|path| path.extension().is_some_and(|e| e == "sql"))
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "no migrations in {}", dir.display());
-        for file in files {
-            let sql = std::fs::read_to_string(&file).expect("a readable migration");
-            conn.execute_batch(&sql)
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        }
         SqliteD1 {
-            conn,
+            conn: migrated_connection(),
             log: Vec::new(),
         }
     }
@@ -50,6 +34,27 @@ impl SqliteD1 {
             .filter(|sql| !sql.trim_start().starts_with("SELECT"))
             .collect()
     }
+}
+
+/// An in-memory SQLite with foreign keys on and `migrations/*.sql` applied in name order.
+pub(crate) fn migrated_connection() -> Connection {
+    let conn = Connection::open_in_memory().expect("an in-memory SQLite");
+    conn.pragma_update(None, "foreign_keys", true)
+        .expect("foreign keys on");
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the migrations folder")
+        .map(|entry| entry.expect("a migrations entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no migrations in {}", dir.display());
+    for file in files {
+        let sql = std::fs::read_to_string(&file).expect("a readable migration");
+        conn.execute_batch(&sql)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+    conn
 }
 
 fn sqlite_error(e: rusqlite::Error) -> D1Error {
@@ -76,10 +81,10 @@ fn json_value(value: ValueRef<'_>) -> Value {
     }
 }
 
-/// Runs one statement and returns its rows.
-fn run(conn: &Connection, statement: &Statement) -> Result<Vec<Row>, D1Error> {
+/// Runs one statement, after D1's own checks (limits, placeholders), and returns its rows.
+pub(crate) fn run(conn: &Connection, statement: &Statement) -> Result<Vec<Row>, D1Error> {
     d1::batches(vec![statement.clone()])?;
-    let mut prepared = conn.prepare(&statement.sql).map_err(sqlite_error)?;
+    let mut prepared = conn.prepare_cached(&statement.sql).map_err(sqlite_error)?;
     for (index, value) in statement.params.iter().enumerate() {
         prepared
             .raw_bind_parameter(index + 1, bind_value(value))
