@@ -18,6 +18,15 @@ use generator::admin::users::{self, Link, NewUser};
 use generator::admin::{SqlScript, Target, UserRef, grants, validate};
 use generator::d1::{self, D1, D1Error, ExecuteReport, LocalD1, Row, SqlValue, Statement};
 use rusqlite::Connection;
+
+#[path = "common/local_d1.rs"]
+#[allow(dead_code)]
+mod local_d1;
+#[path = "common/sqlite_d1.rs"]
+#[allow(dead_code)]
+mod sqlite_d1;
+
+use local_d1::{migrated_local_d1, persist_dir, repo_root, wrangler};
 use rusqlite::types::ValueRef;
 use serde_json::{Value, json};
 
@@ -53,21 +62,8 @@ struct MemoryD1 {
 
 impl MemoryD1 {
     fn migrated() -> Self {
-        let conn = Connection::open_in_memory().expect("an in-memory SQLite");
-        conn.pragma_update(None, "foreign_keys", true)
-            .expect("foreign keys on");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("migrations"))
-            .expect("the migrations folder")
-            .map(|e| e.expect("a migrations entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-            .collect();
-        files.sort();
-        for file in files {
-            conn.execute_batch(&std::fs::read_to_string(file).expect("a readable migration"))
-                .expect("a migration applies");
-        }
         Self {
-            conn,
+            conn: sqlite_d1::migrated_connection(),
             writes: Vec::new(),
         }
     }
@@ -136,46 +132,10 @@ impl D1 for MemoryD1 {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|dir| dir.join("wrangler.toml").is_file())
-        .expect("no wrangler.toml above the crate")
-        .to_path_buf()
-}
-
-/// A wrangler command run from the repository root, offline, with Node 22 on PATH.
-fn wrangler(args: &[&str]) -> Command {
-    let root = repo_root();
-    let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
-    command
-        .current_dir(&root)
-        .args(args)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-        .env("NO_COLOR", "1")
-        .env_remove("CLOUDFLARE_API_TOKEN");
-    if let Some(path) = d1::path_with_local_node(&root) {
-        command.env("PATH", path);
-    }
-    command
-}
-
 /// A fresh, migrated local D1 in a temporary folder: (folder, its --persist-to, D1).
 fn local_d1() -> (tempfile::TempDir, PathBuf, LocalD1) {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let persist = dir.path().join("state");
-    let output = wrangler(&["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
-        .arg(&persist)
-        .output()
-        .expect("running wrangler (did `npm ci` run?)");
-    assert!(
-        output.status.success(),
-        "wrangler d1 migrations apply failed (Node >= 22 needed):\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let db = LocalD1::new(repo_root(), Some(persist.clone()));
+    let (dir, db) = migrated_local_d1();
+    let persist = persist_dir(&dir);
     (dir, persist, db)
 }
 

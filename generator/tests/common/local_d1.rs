@@ -20,16 +20,13 @@ pub(crate) fn persist_dir(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("state")
 }
 
-/// A fresh local D1 with the project's migrations applied, in a temporary directory.
-pub(crate) fn migrated_local_d1() -> (tempfile::TempDir, LocalD1) {
+/// A wrangler command run from the repository root, offline, with Node 22 on PATH.
+pub(crate) fn wrangler(args: &[&str]) -> Command {
     let root = repo_root();
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let persist = persist_dir(&dir);
     let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
     command
         .current_dir(&root)
-        .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
-        .arg(&persist)
+        .args(args)
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("NO_COLOR", "1")
@@ -37,7 +34,15 @@ pub(crate) fn migrated_local_d1() -> (tempfile::TempDir, LocalD1) {
     if let Some(path) = d1::path_with_local_node(&root) {
         command.env("PATH", path);
     }
-    let output = command
+    command
+}
+
+/// A fresh local D1 with the project's migrations applied, in a temporary directory.
+pub(crate) fn migrated_local_d1() -> (tempfile::TempDir, LocalD1) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let persist = persist_dir(&dir);
+    let output = wrangler(&["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+        .arg(&persist)
         .output()
         .expect("running wrangler (did `npm ci` run?)");
     assert!(
@@ -46,5 +51,5 @@ pub(crate) fn migrated_local_d1() -> (tempfile::TempDir, LocalD1) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    (dir, LocalD1::new(root, Some(persist)))
+    (dir, LocalD1::new(repo_root(), Some(persist)))
 }
