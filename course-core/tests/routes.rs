@@ -2698,3 +2698,19 @@ fn the_watch_page_embeds_the_player_for_granted_videos_only() {
     let anonymous = site.handle(&get("/me/videos/intro"));
     assert_redirect(&anonymous, "/login?next=/me/videos/intro");
 }
+
+#[test]
+fn a_video_open_to_everyone_needs_no_grant_row() {
+    let site = Site::with_telegram();
+    // This student has no grant for "intro", whose rule is `always = true`.
+    let cookie = site.telegram_signed_in(TG_NO_PASSWORD);
+    let body = site.me_html(&cookie);
+    let granted = &body[body.find(r#"id="granted""#).expect("granted list")..];
+    let granted = &granted[..granted.find("</ul>").expect("end of the list")];
+    assert!(
+        granted.contains(r#"<a href="/me/videos/intro">Введение</a>"#),
+        "{granted}"
+    );
+    let page = site.handle(&with_cookie(get("/me/videos/intro"), &cookie));
+    assert_eq!(page.status, 200);
+}
