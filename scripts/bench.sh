@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): release wasm size and password-verify time in workerd.
 set -euo pipefail
-source "$(dirname "$0")/env.sh"
-cd "$ROOT"
-SKIP_BROWSER=1 bash scripts/setup.sh
-source scripts/env.sh
+SKIP_BROWSER=1
+# Installs what is missing and puts the tools it installed on this shell's PATH.
+source "$(dirname "$0")/setup.sh"
 # build-worker.sh renders the static site (generator build) and builds the worker.
 bash scripts/build-worker.sh
 cargo run --quiet --release -p course-core --example password_bench

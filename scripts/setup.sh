@@ -3,8 +3,13 @@
 # worker-build, the wasm-bindgen-cli matching Cargo.lock, a Node >= 22.12 (only when
 # the system one is older), the npm packages, and a local .dev.vars with a random
 # SECRET_KEY. Needs only rustup, Node/npm and the package registries.
+#
+# The one entry point of every script that runs the project's tools (dev.sh, test.sh,
+# bench.sh): they `source` this file, so the PATH it prepares (.tools/node, the npm
+# binaries) is in force in their shell from then on. `bash scripts/setup.sh` alone
+# only installs. SKIP_BROWSER=1 skips Chromium (only the browser test needs it).
 set -euo pipefail
-source "$(dirname "$0")/env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
 WORKER_BUILD_VERSION=0.8.7
@@ -18,11 +23,17 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   rustup target add wasm32-unknown-unknown
 fi
 
+# On GitHub Actions (crates.io itself) tools are installed with the versions of their
+# own lockfiles (--locked). The package mirror of the development machines lacks some
+# of those exact versions (see the toolchain notes), so there it resolves afresh.
+LOCKED=()
+if [ "${GITHUB_ACTIONS:-}" = true ]; then LOCKED=(--locked); fi
+
 installed_version() { "$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1; }
 
 if [ "$(installed_version worker-build)" != "$WORKER_BUILD_VERSION" ]; then
   say "installing worker-build $WORKER_BUILD_VERSION (takes a few minutes, once)"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION"
+  cargo install "${LOCKED[@]}" worker-build --version "$WORKER_BUILD_VERSION"
 fi
 
 # The CLI must equal the wasm-bindgen library version locked in Cargo.lock.
@@ -30,7 +41,7 @@ BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); pr
 [ -n "$BINDGEN_VERSION" ] || die "no wasm-bindgen in Cargo.lock"
 if [ "$(installed_version wasm-bindgen)" != "$BINDGEN_VERSION" ]; then
   say "installing wasm-bindgen-cli $BINDGEN_VERSION (takes a few minutes, once)"
-  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION"
+  cargo install "${LOCKED[@]}" wasm-bindgen-cli --version "$BINDGEN_VERSION"
 fi
 
 node_ok() {
@@ -41,13 +52,15 @@ if ! node_ok node; then
     say "system Node $(node --version 2>/dev/null || echo none) is older than 22.12: installing Node $NODE_VERSION into .tools/node"
     npm install --silent --no-save --prefix "$ROOT/.tools/node" "node@$NODE_VERSION"
   fi
-  PATH="$ROOT/.tools/node/node_modules/.bin:$PATH"
+  use_tools
+  node_ok node || die "Node $NODE_VERSION in .tools/node does not run: $(node --version 2>&1 || true)"
 fi
 
 if [ ! -d node_modules/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages (npm ci)"
   npm ci --silent --no-fund --no-audit
 fi
+use_tools
 
 # Debian's Chromium for the browser test (playwright-core drives it; browser
 # downloads from elsewhere are not possible here). SKIP_BROWSER=1 skips it (deploy jobs).

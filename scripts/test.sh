@@ -3,11 +3,8 @@
 # checks formatting and lints, runs the native Rust tests, builds the site and the
 # worker, and runs the end-to-end tests against the worker in workerd with a local D1.
 set -euo pipefail
-source "$(dirname "$0")/env.sh"
-cd "$ROOT"
-
-bash scripts/setup.sh
-source scripts/env.sh # picks up a Node installed by setup
+# Installs what is missing and puts the tools it installed on this shell's PATH.
+source "$(dirname "$0")/setup.sh"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -25,3 +22,6 @@ bash scripts/build-worker.sh
 
 say "end-to-end tests in workerd"
 node --test --test-concurrency=2 --test-reporter=spec 'tests/e2e/*.test.mjs'
+
+say "the first README command in a fresh clone (skipped when the system Node is new enough)"
+node --test --test-reporter=spec 'tests/setup/*.test.mjs'
