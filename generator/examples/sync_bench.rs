@@ -701,6 +701,7 @@ fn child(args: &ChildArgs) -> anyhow::Result<()> {
         pass_rule: PassRule::IsPassed,
         dry_run: false,
         revoke: false,
+        changes_to_stderr: false,
         progress_every: 0,
         progress_inline: false,
         boomstream: None,

@@ -10,6 +10,7 @@ use generator::admin::passwords::{self, Argon2, Progress};
 use generator::admin::users::{self, Link, NewUser};
 use generator::admin::{Outcome, SqlScript, Target, grants, validate};
 use generator::d1::{D1, LocalD1, RemoteD1};
+use generator::secret_file;
 
 use crate::cli::{D1Target, GrantsCommand, ReadTarget, SessionsCommand, UsersCommand, WriteTarget};
 
@@ -60,7 +61,13 @@ pub(crate) fn users(command: &UsersCommand) -> anyhow::Result<()> {
         UsersCommand::SetPassword(args) => {
             let password = Password::obtain(args.generate_password)?;
             let outcome = write(&args.target, |target| {
-                users::set_password(target, &args.user, &password.text, &Argon2)
+                users::set_password(
+                    target,
+                    &args.user,
+                    &password.text,
+                    &Argon2,
+                    args.sign_out_everywhere,
+                )
             })?;
             password.announce(&args.user.to_string(), &args.target);
             print_outcome(&outcome);
@@ -171,17 +178,7 @@ fn write(
         (None, Some(path)) => {
             // Fail before any work (and before a passwords file is written) when the
             // SQL file cannot be written there.
-            let folder = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            if !folder.is_dir() {
-                bail!(
-                    "cannot write {}: no folder {}",
-                    path.display(),
-                    folder.display()
-                );
-            }
+            secret_file::check_destination(path)?;
             let mut script = SqlScript::new(command_line());
             let outcome = operation(&mut Target::Script(&mut script))?;
             script.write_to(path)?;

@@ -166,8 +166,8 @@ pub(crate) enum UsersCommand {
     /// with different values is an error unless --update. Rows without a password get a
     /// generated one, written to the --passwords-out file.
     Import(UsersImportArgs),
-    /// Replace a student's password (from stdin, or --generate-password). Sessions stay:
-    /// `generator sessions revoke` signs them out.
+    /// Replace a student's password (from stdin, or --generate-password). Sessions stay
+    /// unless --sign-out-everywhere (or a later `generator sessions revoke`).
     SetPassword(UsersPasswordArgs),
     /// Disable an account: it can no longer sign in, and its sessions stop working.
     Disable(UserWriteArgs),
@@ -229,6 +229,10 @@ pub(crate) struct UsersPasswordArgs {
     /// Generate a password and print it once (on stdout) instead of reading one.
     #[arg(long)]
     pub(crate) generate_password: bool,
+    /// Also delete every session of the account in the same write, signing the student
+    /// out everywhere (as `generator sessions revoke`).
+    #[arg(long)]
+    pub(crate) sign_out_everywhere: bool,
     #[command(flatten)]
     pub(crate) target: WriteTarget,
 }

@@ -213,8 +213,9 @@ pub enum D1Error {
     /// Wrangler's output or the API's response was not shaped as expected.
     #[error("unexpected D1 response: {0}")]
     Response(String),
-    /// A local file or process operation failed.
-    #[error("{context}: {source}")]
+    /// A local file or process operation failed. The cause is the error's `source`, so
+    /// the message holds only the context: error chains (`{:#}`) name the cause once.
+    #[error("{context}")]
     Io {
         context: String,
         source: std::io::Error,
@@ -718,7 +719,7 @@ pub fn path_with_local_node(repo_root: &Path) -> Option<std::ffi::OsString> {
     std::env::join_paths(std::iter::once(tools).chain(std::env::split_paths(&current))).ok()
 }
 
-/// A uniquely named SQL file in the temporary directory, removed on drop.
+/// A uniquely named SQL file in the temporary directory (owner-only), removed on drop.
 struct TempSqlFile {
     path: PathBuf,
 }
@@ -735,10 +736,8 @@ impl TempSqlFile {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let path = std::env::temp_dir().join(name);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        // It may hold password hashes (`users add --d1 local`): owner-only, created new.
+        let mut file = crate::secret_file::create_new(&path)
             .map_err(io_error(format!("creating {}", path.display())))?;
         let file_guard = Self { path };
         file.write_all(contents.as_bytes())

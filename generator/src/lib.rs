@@ -6,5 +6,6 @@ pub mod boomstream;
 pub mod d1;
 pub mod demo;
 pub(crate) mod net;
+pub mod secret_file;
 pub mod stepik;
 pub mod sync;

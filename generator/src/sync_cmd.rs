@@ -97,6 +97,8 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
         },
         dry_run: args.dry_run,
         revoke: args.revoke,
+        // With --json, stdout holds the JSON summary alone.
+        changes_to_stderr: args.json,
         progress_every: if on_terminal { 200 } else { 10_000 },
         progress_inline: on_terminal,
         boomstream: if args.demo {

@@ -759,7 +759,8 @@ fn commands_check_before_writing() {
             &mut target,
             &nobody,
             "password-1",
-            &FastHasher
+            &FastHasher,
+            false
         ))
         .contains("there is no user nobody@example.com")
     );
@@ -889,7 +890,7 @@ fn every_command_as_a_sql_file() {
     );
 
     run_script(&mut db, |t| {
-        users::set_password(t, &UserRef::Stepik(77), "new-password", &FastHasher)
+        users::set_password(t, &UserRef::Stepik(77), "new-password", &FastHasher, false)
     })
     .unwrap();
     run_script(&mut db, |t| users::set_disabled(t, &anna, true)).unwrap();
@@ -977,6 +978,156 @@ fn every_command_as_a_sql_file() {
         "{err}"
     );
     assert_eq!(snapshot(&db), before);
+}
+
+#[test]
+fn a_sql_import_stops_on_an_id_the_account_lacks_as_the_database_import_does() {
+    // Anna has no Telegram or Stepik link yet (both NULL).
+    let seed = "INSERT INTO users (id, email, name, password_hash) VALUES \
+                (1, 'anna@example.com', 'Анна', '$argon2id$x')";
+    for (csv, label) in [
+        (
+            "email,name,password,telegram_id\nanna@example.com,Анна,anna-secret-1,100\n",
+            "telegram_id 100 (stored: none)",
+        ),
+        (
+            "email,name,password,stepik_user_id\nanna@example.com,Анна,anna-secret-1,200\n",
+            "stepik_user_id 200 (stored: none)",
+        ),
+    ] {
+        let mut db = MemoryD1::migrated();
+        db.conn.execute_batch(seed).unwrap();
+        let before = users_table(&mut db);
+        // Against the database: a difference, refused without --update.
+        let list = problems(import_db(&mut db, csv, &opts(&FastHasher)));
+        assert_eq!(
+            list,
+            [format!(
+                "line 2: anna@example.com (user #1) already exists with different values: {label}; \
+                 give --update to store the values from the file"
+            )]
+        );
+        // As a SQL file: the guard stops it too (a NULL compared with `=` would not).
+        let err = run_script(&mut db, |t| {
+            import::import(t, "students.csv", csv.as_bytes(), &opts(&FastHasher))?;
+            Ok(generator::admin::Outcome::default())
+        })
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "generator: line 2: anna@example.com already exists with a different name, telegram_id or stepik_user_id"
+            ),
+            "{err}"
+        );
+        assert_eq!(users_table(&mut db), before, "nothing was applied");
+
+        // With --update, both store the id.
+        let update = ImportOptions {
+            update: true,
+            ..opts(&FastHasher)
+        };
+        run_script(&mut db, |t| {
+            import::import(t, "students.csv", csv.as_bytes(), &update)?;
+            Ok(generator::admin::Outcome::default())
+        })
+        .unwrap();
+        let by_file = users_table(&mut db);
+        let mut db = MemoryD1::migrated();
+        db.conn.execute_batch(seed).unwrap();
+        import_db(&mut db, csv, &update).unwrap();
+        let by_database = users_table(&mut db);
+        for rows in [&by_file, &by_database] {
+            assert_eq!(rows.len(), 1);
+            let stored = if label.starts_with("telegram") {
+                &rows[0]["telegram_id"]
+            } else {
+                &rows[0]["stepik_user_id"]
+            };
+            assert!(stored.is_i64(), "{rows:?}");
+        }
+        assert_eq!(by_file, by_database);
+    }
+}
+
+#[test]
+fn set_password_signs_out_everywhere_only_when_asked() {
+    let mut db = MemoryD1::migrated();
+    db.conn
+        .execute_batch(&format!(
+            "INSERT INTO users (id, email, name, stepik_user_id, password_hash) VALUES \
+             (1, 'anna@example.com', 'Анна', 77, '$argon2id$x'), (2, 'bob@example.com', 'Bob', NULL, '$argon2id$y'); \
+             INSERT INTO sessions (id, user_id, auth_method, created_at, expires_at) VALUES \
+             ('{}', 1, 'password', 0, 4102444800), ('{}', 1, 'telegram', 0, 4102444800), ('{}', 2, 'password', 0, 4102444800)",
+            "a".repeat(64),
+            "b".repeat(64),
+            "c".repeat(64)
+        ))
+        .unwrap();
+    let anna = user_ref("anna@example.com");
+    let sessions = |db: &MemoryD1| {
+        db.sql("SELECT user_id, count(*) AS n FROM sessions GROUP BY user_id ORDER BY user_id")
+            .iter()
+            .map(|r| (r["user_id"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let hash =
+        |db: &MemoryD1| db.sql("SELECT password_hash AS h FROM users WHERE id = 1")[0]["h"].clone();
+
+    // Without the flag the sessions stay.
+    let outcome = users::set_password(
+        &mut Target::Db(&mut db),
+        &anna,
+        "password-1",
+        &FastHasher,
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        outcome.messages,
+        ["password set for anna@example.com (user #1)"]
+    );
+    assert_eq!(sessions(&db), [(1, 2), (2, 1)]);
+
+    // With it: the password and every session of Anna's, in one write; Bob's stay.
+    let outcome = users::set_password(
+        &mut Target::Db(&mut db),
+        &anna,
+        "password-2",
+        &FastHasher,
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        outcome.messages,
+        [
+            "password set for anna@example.com (user #1)",
+            "revoked 2 sessions of anna@example.com (user #1): signed out everywhere"
+        ]
+    );
+    assert_eq!(db.writes.len(), 3, "one execute: the update and the delete");
+    assert_eq!(hash(&db), json!(FastHasher.hash("password-2").unwrap()));
+    assert_eq!(sessions(&db), [(2, 1)]);
+
+    // As a SQL file (the user named by Stepik id): the same, and all or nothing.
+    db.conn
+        .execute_batch(&format!(
+            "INSERT INTO sessions (id, user_id, auth_method, created_at, expires_at) VALUES ('{}', 1, 'password', 0, 4102444800)",
+            "d".repeat(64)
+        ))
+        .unwrap();
+    let err = run_script(&mut db, |t| {
+        users::set_password(t, &UserRef::Stepik(77), "password-3", &FastHasher, true)?;
+        users::set_disabled(t, &user_ref("nobody@example.com"), false)
+    })
+    .unwrap_err();
+    assert!(err.contains("there is no user nobody@example.com"), "{err}");
+    assert_eq!(sessions(&db), [(1, 1), (2, 1)]);
+    run_script(&mut db, |t| {
+        users::set_password(t, &UserRef::Stepik(77), "password-3", &FastHasher, true)
+    })
+    .unwrap();
+    assert_eq!(hash(&db), json!(FastHasher.hash("password-3").unwrap()));
+    assert_eq!(sessions(&db), [(2, 1)]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1122,8 +1273,23 @@ fn user_commands_against_the_local_d1() {
             err.to_string(),
             "Telegram id 123 already belongs to anna@example.com (user #1); nothing was written"
         );
-
-        users::set_password(&mut target, &anna, "second-password", &Argon2).unwrap();
+    }
+    db.execute(&[Statement::new(format!(
+        "INSERT INTO sessions (id, user_id, auth_method, created_at, expires_at) VALUES ('{}', 1, 'password', 0, 4102444800)",
+        "d".repeat(64)
+    ))])
+    .unwrap();
+    {
+        let mut target = Target::Db(&mut db);
+        let outcome =
+            users::set_password(&mut target, &anna, "second-password", &Argon2, true).unwrap();
+        assert_eq!(
+            outcome.messages,
+            [
+                "password set for anna@example.com (user #1)",
+                "revoked 1 session of anna@example.com (user #1): signed out everywhere"
+            ]
+        );
         let outcome = users::set_disabled(&mut target, &anna, true).unwrap();
         assert!(outcome.changed);
         assert!(outcome.messages[0].starts_with("disabled anna@example.com (user #1)"));
@@ -1131,6 +1297,10 @@ fn user_commands_against_the_local_d1() {
         assert!(!outcome.changed);
         assert!(outcome.messages[0].contains("is already disabled (since 20"));
     }
+    assert_eq!(
+        q(&mut db, "SELECT count(*) AS n FROM sessions")[0]["n"],
+        json!(0)
+    );
     let rows = users_table(&mut db);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["name"], json!("Анна O'Neil"));
@@ -1424,6 +1594,60 @@ fn the_binary_exits_non_zero_with_clear_messages() {
     let file = std::fs::read_to_string(&sql).unwrap();
     assert!(!file.contains(&password) && !text_of(&out.stderr).contains(&password));
     assert!(file.contains("INSERT INTO users"));
+
+    // The SQL file is owner-only, even when it replaces a file readable by others.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&sql), 0o600);
+        let shared = dir.path().join("shared.sql");
+        std::fs::write(&shared, "-- old\n").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = generator(
+            &[
+                "users",
+                "add",
+                "carol@example.com",
+                "--generate-password",
+                "--sql",
+                shared.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text_of(&out.stderr));
+        assert_eq!(mode(&shared), 0o600, "the old file's mode is not reused");
+        assert!(
+            std::fs::read_to_string(&shared)
+                .unwrap()
+                .contains("carol@example.com")
+        );
+
+        // A symbolic link is refused, not followed: its target stays as it was.
+        let target = dir.path().join("target.txt");
+        std::fs::write(&target, "untouched\n").unwrap();
+        let link = dir.path().join("link.sql");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let out = generator(
+            &[
+                "users",
+                "add",
+                "dave@example.com",
+                "--generate-password",
+                "--sql",
+                link.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = text_of(&out.stderr);
+        assert!(stderr.contains("is a symbolic link; refusing"), "{stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "no password printed for nothing written"
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+    }
 
     // Against the local D1: a password from stdin, then a duplicate.
     let args = [

@@ -404,6 +404,28 @@ fn local_d1_without_wrangler_says_what_to_do() {
     assert!(matches!(error, D1Error::Invalid(_)), "{error}");
 }
 
+#[cfg(unix)]
+#[test]
+fn an_io_failure_names_its_cause_once() {
+    // A wrangler that cannot be started (not executable): the error says what was being
+    // done and, in an error chain, why, each once.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("node_modules/.bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("wrangler"), "not a program").unwrap();
+    let mut db = LocalD1::new(dir.path().to_path_buf(), None);
+    let error = db.query(&Statement::new("SELECT 1")).unwrap_err();
+    assert!(matches!(&error, D1Error::Io { .. }), "{error:?}");
+    let cause = std::io::Error::from(std::io::ErrorKind::PermissionDenied).to_string();
+    let chain = format!("{:#}", anyhow::Error::from(error));
+    assert!(chain.starts_with("running "), "{chain}");
+    assert_eq!(
+        chain.matches("ermission denied").count(),
+        1,
+        "{chain} / {cause}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // RemoteD1 against a fake D1 API
 // ---------------------------------------------------------------------------------------

@@ -112,6 +112,7 @@ impl Sync {
             pass_rule: PassRule::IsPassed,
             dry_run: false,
             revoke: false,
+            changes_to_stderr: false,
             progress_every: 0,
             progress_inline: false,
             boomstream: None,
@@ -631,6 +632,67 @@ fn the_cli_syncs_the_demo_course_into_a_fresh_local_d1() {
     assert_eq!(summary["learners"], 3);
     assert_eq!(summary["unlinked"], 3);
     assert!(structure.is_file());
+}
+
+/// `sync --d1 local --demo --json` with `extra` flags: the whole stdout parsed as one
+/// JSON document (the summary), and stderr.
+fn sync_json(persist: &Path, structure: &Path, extra: &[&str]) -> (Value, String) {
+    let base = [
+        "sync",
+        "--d1",
+        "local",
+        "--demo",
+        "--persist-to",
+        path_arg(persist),
+        "--structure-out",
+        path_arg(structure),
+        "--json",
+    ];
+    let output = generator(&[&base[..], extra].concat());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let summary = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{stdout}"));
+    (summary, stderr)
+}
+
+#[test]
+fn with_json_the_listed_changes_go_to_stderr_and_stdout_is_the_summary_alone() {
+    let (dir, mut db) = migrated_local_d1();
+    let persist = persist_dir(&dir);
+    let structure = dir.path().join("s.json");
+    // The demo's learner 100002 has passed lessons 8001 and 8002: intro and basics.
+    db.execute(&[Statement::new(
+        "INSERT INTO users (id, email, name, stepik_user_id) VALUES (1, 'demo@example.com', 'Demo', 100002)",
+    )])
+    .expect("seeding a linked account");
+
+    let (summary, stderr) = sync_json(&persist, &structure, &["--dry-run"]);
+    assert_eq!(summary["outcome"], "dry-run");
+    assert_eq!(summary["grants_added"], 2);
+    assert!(
+        stderr.contains("  Stepik user 100002: would grant basics, intro\n"),
+        "{stderr}"
+    );
+
+    let (summary, _) = sync_json(&persist, &structure, &[]);
+    assert_eq!(
+        (summary["outcome"].clone(), summary["grants_added"].clone()),
+        (json!("ok"), json!(2))
+    );
+    // A Stepik grant the progress does not support: --revoke lists it, and removes it.
+    db.execute(&[Statement::new(
+        "INSERT INTO grants (user_id, video_id, source) VALUES (1, 'final', 'stepik')",
+    )])
+    .expect("seeding a stale grant");
+    let (summary, stderr) = sync_json(&persist, &structure, &["--revoke"]);
+    assert_eq!(summary["outcome"], "ok");
+    assert_eq!(summary["grants_revoked"], 1);
+    assert!(
+        stderr.contains("  Stepik user 100002: will revoke final\n"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -31,7 +31,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -41,6 +40,7 @@ use super::passwords::{self, Hasher, Progress};
 use super::{Target, validate};
 use crate::d1::{D1, SqlValue, Statement};
 use crate::d1::{row_int, row_text};
+use crate::secret_file;
 
 /// The columns an import file may have (`email` is required).
 pub const COLUMNS: [&str; 5] = ["email", "name", "password", "telegram_id", "stepik_user_id"];
@@ -898,15 +898,17 @@ fn script_statements(
             params.len()
         };
         if !update {
+            // `IS`, not `=`: a stored NULL (no link yet) differs from a given id, as
+            // classify() says against a database; `=` would make it NULL, not a conflict.
             let mut same = vec!["1".to_owned()];
             if row.name.is_some() {
-                same.push("name = ?2".to_owned());
+                same.push("name IS ?2".to_owned());
             }
             if row.telegram_id.is_some() {
-                same.push("telegram_id = ?3".to_owned());
+                same.push("telegram_id IS ?3".to_owned());
             }
             if row.stepik_user_id.is_some() {
-                same.push("stepik_user_id = ?4".to_owned());
+                same.push("stepik_user_id IS ?4".to_owned());
             }
             let n = message(
                 format!(
@@ -1001,15 +1003,7 @@ fn write_passwords(
     rows: &[ImportRow],
     generated: &[(usize, String)],
 ) -> anyhow::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let file = options
-        .open(path)
+    let file = secret_file::create_new(path)
         .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
     let mut writer = csv::Writer::from_writer(file);
     let result = (|| -> anyhow::Result<()> {

@@ -5,13 +5,12 @@
 //! (D1's per-statement limits, placeholders matching values). The file holds no
 //! transaction statements: wrangler runs the whole file as one transaction itself.
 
-use std::fs;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
 use crate::d1::{self, Statement};
+use crate::secret_file;
 
 enum Item {
     Comment(String),
@@ -130,23 +129,13 @@ impl SqlScript {
         Ok(out)
     }
 
-    /// Renders the script and writes it to `path` (replacing the file; readable by the
-    /// owner only, as it may hold password hashes).
+    /// Renders the script and writes it to `path`, replacing the file: the text goes
+    /// into a new file readable by the owner only (it may hold password hashes), renamed
+    /// over `path`, so an existing file's permissions are never kept. Refuses a symbolic
+    /// link at `path`.
     pub fn write_to(&self, path: &Path) -> anyhow::Result<()> {
         let text = self.render()?;
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.flush())
-            .with_context(|| format!("writing {}", path.display()))
+        secret_file::replace(path, text.as_bytes())
     }
 }
 

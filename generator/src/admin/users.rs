@@ -146,25 +146,46 @@ pub fn add(
 }
 
 /// `users set-password`: replaces the password (checked here, then hashed). Sessions
-/// stay; revoke them with [`revoke_sessions`] to sign the student out everywhere.
+/// stay unless `sign_out_everywhere`: then every session of the account is deleted in
+/// the same write (one transaction, or the same SQL file), so a stolen session ends with
+/// the old password.
 pub fn set_password(
     target: &mut Target<'_>,
     who: &UserRef,
     password: &str,
     hasher: &dyn Hasher,
+    sign_out_everywhere: bool,
 ) -> anyhow::Result<Outcome> {
     validate::password(password).map_err(anyhow::Error::msg)?;
     match target {
         Target::Db(db) => {
-            let (user, _) = fetch_user(&mut **db, who, &[], vec![])?;
+            let (user, row) = fetch_user(
+                &mut **db,
+                who,
+                &["(SELECT count(*) FROM sessions s WHERE s.user_id = u.id) AS sessions"],
+                vec![],
+            )?;
             let hash = hasher.hash(password)?;
-            db.execute(&[
+            let mut statements = vec![
                 Statement::new("UPDATE users SET password_hash = ?1 WHERE id = ?2")
                     .bind(hash)
                     .bind(user.id),
-            ])
-            .with_context(|| format!("setting the password of {}", user.label()))?;
+            ];
+            if sign_out_everywhere {
+                statements
+                    .push(Statement::new("DELETE FROM sessions WHERE user_id = ?1").bind(user.id));
+            }
+            db.execute(&statements)
+                .with_context(|| format!("setting the password of {}", user.label()))?;
             let mut outcome = Outcome::changed(format!("password set for {}", user.label()));
+            if sign_out_everywhere {
+                let count = row_int(&row, "sessions").unwrap_or(0);
+                outcome.messages.push(format!(
+                    "revoked {count} session{} of {}: signed out everywhere",
+                    if count == 1 { "" } else { "s" },
+                    user.label()
+                ));
+            }
             if user.disabled_at.is_some() {
                 outcome.messages.push(
                     "note: the account is disabled; `generator users enable` lets it sign in"
@@ -175,12 +196,31 @@ pub fn set_password(
         }
         Target::Script(script) => {
             let (condition, value) = who.condition("", 2);
-            script.comment(format!("Set the password of {who}."));
+            script.comment(format!(
+                "Set the password of {who}{}.",
+                if sign_out_everywhere {
+                    " and sign them out everywhere"
+                } else {
+                    ""
+                }
+            ));
             script.push(guard_user_exists(who));
             script.push(Statement::with_params(
                 format!("UPDATE users SET password_hash = ?1 WHERE {condition}"),
-                vec![hasher.hash(password)?.into(), value],
+                vec![hasher.hash(password)?.into(), value.clone()],
             ));
+            if sign_out_everywhere {
+                let (condition, _) = who.condition("", 1);
+                script.push(Statement::with_params(
+                    format!(
+                        "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE {condition})"
+                    ),
+                    vec![value],
+                ));
+                return Ok(Outcome::changed(format!(
+                    "sets the password of {who} and revokes every session of {who}"
+                )));
+            }
             Ok(Outcome::changed(format!("sets the password of {who}")))
         }
     }

@@ -39,6 +39,10 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Remove grants the scan no longer supports (complete scans only).
     pub revoke: bool,
+    /// Print the per-student changes (`dry_run`, `revoke`) and the Boomstream calls a dry
+    /// run would make on stderr instead of stdout, which then holds only what the caller
+    /// prints (the JSON summary of `--json`).
+    pub changes_to_stderr: bool,
     /// Progress lines every this many learners (0: none).
     pub progress_every: u64,
     /// On a terminal: one status line rewritten in place (a progress indicator)
@@ -243,7 +247,7 @@ fn scan_and_write(
         ));
     }
     if opts.dry_run || opts.revoke {
-        print_changes(&plan, opts.dry_run);
+        print_changes(opts, &plan);
     }
     let boomstream = match &opts.boomstream {
         Some(cfg) => Some(
@@ -262,11 +266,14 @@ fn scan_and_write(
             for line in boomstream::describe_pending(db, &opts.config)
                 .context("reading grants waiting for Boomstream")?
             {
-                println!("  would call {line}");
+                say(opts, &format!("  would call {line}"));
             }
-            println!(
-                "  (plus the {} grants this run would add)",
-                plan.new_grants.len()
+            say(
+                opts,
+                &format!(
+                    "  (plus the {} grants this run would add)",
+                    plan.new_grants.len()
+                ),
             );
         }
         return Ok(());
@@ -311,16 +318,31 @@ fn scan_and_write(
     Ok(())
 }
 
-fn print_changes(plan: &plan::Plan, dry_run: bool) {
-    let verb = if dry_run { "would" } else { "will" };
+/// A line for the reader: on stdout, or on stderr with [`SyncOptions::changes_to_stderr`].
+fn say(opts: &SyncOptions, line: &str) {
+    if opts.changes_to_stderr {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+fn print_changes(opts: &SyncOptions, plan: &plan::Plan) {
+    let verb = if opts.dry_run { "would" } else { "will" };
     for (stepik, (added, removed)) in plan::per_student(plan) {
         if !added.is_empty() {
-            println!("  Stepik user {stepik}: {verb} grant {}", added.join(", "));
+            say(
+                opts,
+                &format!("  Stepik user {stepik}: {verb} grant {}", added.join(", ")),
+            );
         }
         if !removed.is_empty() {
-            println!(
-                "  Stepik user {stepik}: {verb} revoke {}",
-                removed.join(", ")
+            say(
+                opts,
+                &format!(
+                    "  Stepik user {stepik}: {verb} revoke {}",
+                    removed.join(", ")
+                ),
             );
         }
     }
