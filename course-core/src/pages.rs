@@ -74,6 +74,9 @@ pub struct MeView {
     pub telegram_id: Option<i64>,
     /// Unlinking is offered only to accounts that can still sign in with a password.
     pub can_unlink_telegram: bool,
+    /// The student pressed "link Telegram" a moment ago: the widget is shown (else the
+    /// button that starts linking).
+    pub telegram_link_open: bool,
 }
 
 /// The student's Stepik progress on /me.
@@ -107,8 +110,11 @@ pub struct VideoView {
 pub struct LinkTelegramView {
     /// The signed-in student.
     pub student_name: String,
-    /// The Telegram account's name as Telegram sent it.
+    /// The Telegram account's name as Telegram sent it (data: rendered escaped, in its
+    /// own element, never as part of a template or message).
     pub telegram_name: String,
+    /// Its @username, if it has one.
+    pub telegram_username: Option<String>,
     /// Its id.
     pub telegram_id: i64,
     /// The widget's signed query, posted back on confirmation.
@@ -347,6 +353,7 @@ mod tests {
             access_code: Some("CODE-123".into()),
             telegram_id: Some(5_000_000_001),
             can_unlink_telegram: true,
+            telegram_link_open: false,
         }
     }
 
@@ -360,6 +367,7 @@ mod tests {
         let link = LinkTelegramView {
             student_name: "A".into(),
             telegram_name: "B".into(),
+            telegram_username: None,
             telegram_id: 1,
             payload: "x".into(),
         };

@@ -15,6 +15,16 @@ pub const T_COST: u32 = 2;
 pub const P_COST: u32 = 1;
 /// Longest password accepted, in bytes; longer input is refused before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1_024;
+/// The most memory a stored hash may ask a verification for, in KiB (64 MiB: above
+/// OWASP's largest recommended setting, 46 MiB; a Worker has 128 MB in all).
+pub const MAX_M_COST_KIB: u32 = 65_536;
+/// The most iterations a stored hash may ask for.
+pub const MAX_T_COST: u32 = 10;
+/// The most lanes a stored hash may ask for.
+pub const MAX_P_COST: u32 = 4;
+/// The most work (memory × iterations, KiB) a stored hash may ask for: eight times the
+/// current setting's.
+pub const MAX_WORK: u64 = 8 * M_COST_KIB as u64 * T_COST as u64;
 
 /// A valid hash, with the current parameters, of a password nobody knows. Verifying an
 /// unknown e-mail's attempt against it costs the same work as a real account's.
@@ -61,10 +71,31 @@ pub fn verify(password: &str, stored: &str) -> bool {
         return false;
     }
     match PasswordHash::new(stored) {
-        Ok(parsed) => hasher()
+        Ok(parsed) if within_limits(&parsed) => hasher()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
-        Err(_) => false,
+        _ => false,
+    }
+}
+
+/// True when `stored` asks for more work than any hash this site made or accepts
+/// (see [`MAX_M_COST_KIB`], [`MAX_T_COST`], [`MAX_P_COST`], [`MAX_WORK`]): such a hash
+/// is refused by [`verify`] without being computed, so that one bad row cannot spend a
+/// request's memory or CPU. Weaker parameters are within limits (and rehashed at login).
+pub fn exceeds_limits(stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|parsed| !within_limits(&parsed))
+}
+
+fn within_limits(parsed: &PasswordHash) -> bool {
+    match Params::try_from(parsed) {
+        Ok(p) => {
+            p.m_cost() <= MAX_M_COST_KIB
+                && p.t_cost() <= MAX_T_COST
+                && p.p_cost() <= MAX_P_COST
+                && u64::from(p.m_cost()) * u64::from(p.t_cost()) <= MAX_WORK
+        }
+        // Not Argon2 parameters at all: verification would refuse it anyway.
+        Err(_) => true,
     }
 }
 
@@ -152,6 +183,31 @@ mod tests {
         ] {
             assert!(!verify("pw", stored), "{stored}");
             assert!(needs_rehash(stored));
+        }
+    }
+
+    #[test]
+    fn absurd_parameters_are_refused_without_being_computed() {
+        let salt_and_hash = "$ZHVtbXlkdW1teWR1bW15ZA$8QTt+gNFaubmMBfGTfTnp7BKMm7kWs3eXPsqipqbvD8";
+        for params in [
+            "m=4194304,t=2,p=1",    // 4 GiB
+            "m=19456,t=100000,p=1", // a hundred thousand passes
+            "m=19456,t=2,p=64",
+            "m=65536,t=10,p=1", // each within its limit, together too much work
+        ] {
+            let stored = format!("$argon2id$v=19${params}{salt_and_hash}");
+            assert!(exceeds_limits(&stored), "{params}");
+            // Refused before hashing (4 GiB or 100,000 passes would take this test
+            // minutes or fail to allocate).
+            assert!(!verify("anything", &stored), "{params}");
+        }
+        for fine in [
+            DUMMY_HASH.to_owned(),
+            format!("$argon2id$v=19$m=47104,t=1,p=1{salt_and_hash}"),
+            format!("$argon2id$v=19$m=8,t=1,p=1{salt_and_hash}"),
+            "plain".to_owned(),
+        ] {
+            assert!(!exceeds_limits(&fine), "{fine}");
         }
     }
 

@@ -32,7 +32,8 @@ pub struct TelegramLogin {
     pub username: Option<String>,
     /// When Telegram issued the payload (Unix seconds).
     pub auth_date: i64,
-    /// The payload's hash (hex): the replay-protection key.
+    /// The payload's signature as lower-case hex of the decoded 32 bytes: one spelling
+    /// per signature whatever the received text was, so it can key replay protection.
     pub hash: String,
 }
 
@@ -124,7 +125,7 @@ pub fn verify(
         last_name: get("last_name").map(str::to_owned),
         username: get("username").map(str::to_owned),
         auth_date,
-        hash: hash.to_ascii_lowercase(),
+        hash: crate::hex(&tag),
     })
 }
 
@@ -163,13 +164,19 @@ fn parse_id(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().filter(|n| *n > 0 && *n < (1 << 53))
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
+/// Exactly 64 hex digits (either case) to 32 bytes. Strict: `u8::from_str_radix` alone
+/// would also take a sign (`"+f"`), giving one signature several spellings.
+fn decode_hex(s: &str) -> Option<[u8; 32]> {
+    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
         return None;
     }
-    (0..32)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -311,8 +318,34 @@ mod tests {
             Err(Rejection::Invalid)
         );
         assert_eq!(verify(&good, "", now, 600), Err(Rejection::Invalid));
-        // Upper-case hex is still the same hash.
-        assert!(verify(&good.replace(HASH, &HASH.to_uppercase()), TOKEN, now, 600).is_ok());
+        // Upper-case hex is still the same hash, and keys replay protection the same.
+        let upper = verify(&good.replace(HASH, &HASH.to_uppercase()), TOKEN, now, 600).unwrap();
+        assert_eq!(upper.hash, HASH);
+    }
+
+    #[test]
+    fn a_hash_has_one_spelling_only() {
+        // `u8::from_str_radix("+3", 16)` is 3: a sign in place of a leading 0 digit must
+        // not verify, or a used payload could be replayed under another spelling.
+        let good = vector_query("");
+        let at = HASH.find('0').expect("the vector's hash has a 0");
+        let mut plus = HASH.to_owned();
+        plus.replace_range(at..=at, "+");
+        for spelling in [plus.replace('+', "%2B"), plus.clone()] {
+            let bad = good.replace(HASH, &spelling);
+            assert_eq!(
+                verify(&bad, TOKEN, AUTH_DATE, 600),
+                Err(Rejection::Invalid),
+                "{spelling}"
+            );
+        }
+        for prefix in ["-0", "+c", " c", "0x"] {
+            let spelled = format!("{prefix}{}", &HASH[2..]);
+            assert_eq!(decode_hex(&spelled), None, "{spelled}");
+        }
+        assert_eq!(decode_hex(&HASH.to_uppercase()), decode_hex(HASH));
+        assert_eq!(decode_hex(&format!("{HASH}0")), None);
+        assert_eq!(decode_hex(&"é".repeat(32)), None);
     }
 
     #[test]

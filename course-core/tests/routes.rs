@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use course_core::app::{
-    App, COOKIE_LOCAL, COOKIE_SECURE, FailureWindow, LANG_COOKIE, LinkOutcome, LoginUser,
-    NewSession, ProgressInfo, Settings, Store, StoreError, StoredSession, TelegramAccount,
-    VideoAccess,
+    App, COOKIE_LOCAL, COOKIE_SECURE, FailureWindow, LANG_COOKIE, LinkIntent, LinkOutcome,
+    LoginAttempt, LoginUser, NewSession, ProgressInfo, Settings, Store, StoreError, StoredSession,
+    TelegramAccount, VideoAccess,
 };
 use course_core::http::{
     Body, MAX_FIELD_BYTES, MAX_FORM_BYTES, Method, Request, Response, encode_component,
@@ -56,6 +56,12 @@ const TG_FREE: i64 = 777;
 const CALLBACK: &str = "/login/telegram/callback";
 const UNLINK: &str = "/me/telegram/unlink";
 const LINK: &str = "/me/telegram/link";
+const START_LINK: &str = "/me/telegram/start";
+/// Where starting a link sends the student: /me, at the Telegram widget.
+const START_LINKED: &str = "/me#telegram-heading";
+/// The button on /me that starts linking.
+const START_BUTTON: &str = r#"<form method="post" action="/me/telegram/start">"#;
+const NOT_STARTED: &str = "Привязка Telegram не начата";
 /// The origins of `Request::new` (https://localhost) and of `local` requests.
 const SITE_ORIGIN: &str = "https://localhost";
 const LOCAL_ORIGIN: &str = "http://127.0.0.1:8787";
@@ -133,6 +139,8 @@ struct MemStore {
     telegram_hashes: RefCell<Vec<(String, i64)>>,
     /// `login_failures`.
     failures: RefCell<Vec<FailureWindow>>,
+    /// `sessions.link_intent` by row key.
+    intents: RefCell<Vec<(String, LinkIntent)>>,
     /// `learner_progress` as joined to a user.
     progress: RefCell<Vec<(i64, ProgressInfo)>>,
     /// `users.access_code` by user id.
@@ -276,24 +284,11 @@ impl MemStore {
 }
 
 impl Store for MemStore {
-    async fn user_for_login(&self, email: &str) -> Result<Option<LoginUser>, StoreError> {
-        self.op("user_for_login")?;
-        Ok(self
-            .users
-            .borrow()
-            .iter()
-            .find(|u| u.email == email)
-            .map(|u| LoginUser {
-                id: u.id,
-                password_hash: u.password_hash.clone(),
-                disabled: u.disabled,
-            }))
-    }
-
     async fn user_by_telegram(
         &self,
         telegram_id: i64,
     ) -> Result<Option<TelegramAccount>, StoreError> {
+        yield_once().await;
         self.op("user_by_telegram")?;
         Ok(self
             .users
@@ -307,6 +302,7 @@ impl Store for MemStore {
     }
 
     async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
+        yield_once().await;
         self.op("set_password_hash")?;
         if let Some(u) = self.users.borrow_mut().iter_mut().find(|u| u.id == user_id) {
             u.password_hash = Some(hash.to_owned());
@@ -315,6 +311,7 @@ impl Store for MemStore {
     }
 
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        yield_once().await;
         self.op("create_session")?;
         let mut rows = self.sessions.borrow_mut();
         rows.retain(|r| r.expires_at > session.created_at);
@@ -327,6 +324,7 @@ impl Store for MemStore {
     }
 
     async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError> {
+        yield_once().await;
         self.op("session")?;
         let rows = self.sessions.borrow();
         let users = self.users.borrow();
@@ -334,7 +332,14 @@ impl Store for MemStore {
             let user = users.iter().find(|u| u.id == r.user_id)?;
             Some(StoredSession {
                 user_id: r.user_id,
+                created_at: r.created_at,
                 expires_at: r.expires_at,
+                link_intent: self
+                    .intents
+                    .borrow()
+                    .iter()
+                    .find(|(k, _)| *k == r.row_key)
+                    .map(|(_, i)| i.clone()),
                 user_name: user.name.to_owned(),
                 user_disabled: user.disabled,
                 telegram_id: user.telegram_id,
@@ -350,6 +355,7 @@ impl Store for MemStore {
     }
 
     async fn extend_session(&self, row_key: &str, expires_at: i64) -> Result<(), StoreError> {
+        yield_once().await;
         self.op("extend_session")?;
         if let Some(r) = self
             .sessions
@@ -362,13 +368,27 @@ impl Store for MemStore {
         Ok(())
     }
 
+    async fn start_link(&self, row_key: &str, intent: &LinkIntent) -> Result<(), StoreError> {
+        yield_once().await;
+        self.op("start_link")?;
+        let mut intents = self.intents.borrow_mut();
+        intents.retain(|(k, _)| k != row_key);
+        if self.sessions.borrow().iter().any(|r| r.row_key == row_key) {
+            intents.push((row_key.to_owned(), intent.clone()));
+        }
+        Ok(())
+    }
+
     async fn delete_session(&self, row_key: &str) -> Result<(), StoreError> {
+        yield_once().await;
         self.op("delete_session")?;
+        self.intents.borrow_mut().retain(|(k, _)| k != row_key);
         self.sessions.borrow_mut().retain(|r| r.row_key != row_key);
         Ok(())
     }
 
     async fn progress_for(&self, user_id: i64) -> Result<Option<ProgressInfo>, StoreError> {
+        yield_once().await;
         self.op("progress_for")?;
         Ok(self
             .progress
@@ -379,6 +399,7 @@ impl Store for MemStore {
     }
 
     async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError> {
+        yield_once().await;
         self.op("videos_for")?;
         Ok(self
             .videos
@@ -399,6 +420,7 @@ impl Store for MemStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
+        yield_once().await;
         self.op("consume_telegram_hash")?;
         let mut used = self.telegram_hashes.borrow_mut();
         // DELETE ... WHERE expires_at <= now; INSERT ... ON CONFLICT DO NOTHING RETURNING.
@@ -414,8 +436,12 @@ impl Store for MemStore {
         &self,
         user_id: i64,
         telegram_id: i64,
+        row_key: &str,
     ) -> Result<LinkOutcome, StoreError> {
+        yield_once().await;
         self.op("link_telegram")?;
+        // One batch: the guarded UPDATE, the intent ended, the owner read back.
+        self.intents.borrow_mut().retain(|(k, _)| k != row_key);
         let mut users = self.users.borrow_mut();
         let owner = users
             .iter()
@@ -425,7 +451,9 @@ impl Store for MemStore {
             return Ok(LinkOutcome::TakenByOther);
         }
         if owner.is_none()
-            && let Some(u) = users.iter_mut().find(|u| u.id == user_id)
+            && let Some(u) = users
+                .iter_mut()
+                .find(|u| u.id == user_id && u.telegram_id.is_none())
         {
             u.telegram_id = Some(telegram_id);
         }
@@ -433,6 +461,7 @@ impl Store for MemStore {
     }
 
     async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError> {
+        yield_once().await;
         self.op("unlink_telegram")?;
         if let Some(u) = self.users.borrow_mut().iter_mut().find(|u| u.id == user_id) {
             u.telegram_id = None;
@@ -440,45 +469,83 @@ impl Store for MemStore {
         Ok(())
     }
 
-    async fn login_failures(&self, keys: &[String]) -> Result<Vec<FailureWindow>, StoreError> {
-        self.op("login_failures")?;
-        Ok(self
-            .failures
-            .borrow()
-            .iter()
-            .filter(|w| keys.contains(&w.key))
-            .cloned()
-            .collect())
-    }
-
-    async fn record_login_failure(
+    async fn reserve_login(
         &self,
+        email: &str,
         keys: &[String],
         now: i64,
         window_secs: i64,
-    ) -> Result<(), StoreError> {
-        self.op("record_login_failure")?;
+    ) -> Result<LoginAttempt, StoreError> {
+        yield_once().await;
+        self.op("reserve_login")?;
         let mut windows = self.failures.borrow_mut();
-        // The batch first deletes ended windows, so a row still there is current.
+        // The batch: DELETE ended windows; per key INSERT … ON CONFLICT DO UPDATE …
+        // RETURNING; SELECT the account.
         windows.retain(|w| w.window_start > now - window_secs);
+        let mut counted = Vec::new();
         for key in keys {
-            match windows.iter_mut().find(|w| &w.key == key) {
-                Some(w) => w.failures += 1,
-                None => windows.push(FailureWindow {
-                    key: key.clone(),
-                    window_start: now,
-                    failures: 1,
-                }),
-            }
+            let w = match windows.iter_mut().find(|w| &w.key == key) {
+                Some(w) => {
+                    w.failures += 1;
+                    w.clone()
+                }
+                None => {
+                    let w = FailureWindow {
+                        key: key.clone(),
+                        window_start: now,
+                        failures: 1,
+                    };
+                    windows.push(w.clone());
+                    w
+                }
+            };
+            counted.push(w);
         }
-        Ok(())
+        let user = self
+            .users
+            .borrow()
+            .iter()
+            .find(|u| u.email == email)
+            .map(|u| LoginUser {
+                id: u.id,
+                password_hash: u.password_hash.clone(),
+                disabled: u.disabled,
+            });
+        Ok(LoginAttempt {
+            windows: counted,
+            user,
+        })
     }
 
-    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        self.op("clear_login_failures")?;
-        self.failures.borrow_mut().retain(|w| w.key != key);
+    async fn release_login(&self, forget: &[String], uncount: &[String]) -> Result<(), StoreError> {
+        yield_once().await;
+        self.op("release_login")?;
+        let mut windows = self.failures.borrow_mut();
+        windows.retain(|w| !forget.contains(&w.key));
+        for key in uncount {
+            if let Some(w) = windows.iter_mut().find(|w| &w.key == key) {
+                w.failures -= 1;
+            }
+        }
+        windows.retain(|w| w.failures > 0);
         Ok(())
     }
+}
+
+/// Gives way once before a store operation, as a round trip to the database does: the
+/// other requests in flight run meanwhile, so interleavings are tested as they happen.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -613,6 +680,11 @@ impl Site {
         self.handle(&with_cookie(callback(query), cookie))
     }
 
+    /// Presses "link Telegram" on /me: the POST that records the intent.
+    fn start_link(&self, cookie: &str) -> Response {
+        self.handle(&with_cookie(post(START_LINK, &[]), cookie))
+    }
+
     /// Confirms linking: the POST the confirmation page sends.
     fn confirm_link(&self, cookie: &str, query: &str) -> Response {
         self.handle(&with_cookie(post(LINK, &[("payload", query)]), cookie))
@@ -646,7 +718,12 @@ impl Site {
         let retry_after = retry_after.to_string();
         assert_eq!(resp.header("retry-after"), Some(retry_after.as_str()));
         assert_no_cookie(resp);
-        assert_eq!(self.store.calls.borrow().last(), Some(&"login_failures"));
+        // Counted, refused unverified, the reservation given back.
+        let calls = self.store.calls.borrow();
+        assert_eq!(
+            calls[calls.len().saturating_sub(2)..],
+            ["reserve_login", "release_login"]
+        );
     }
 }
 
@@ -957,6 +1034,13 @@ fn assert_unavailable(site: &Site, resp: &Response) {
 
 fn assert_misconfigured(resp: &Response) {
     assert_page(resp, 503, "Сайт настроен неверно");
+    // The same security headers as every other page (the requests here are https; the
+    // Telegram callback keeps its payload out of referrers).
+    let referrer = match single(resp, "referrer-policy") {
+        Some("no-referrer") => "no-referrer",
+        _ => "strict-origin-when-cross-origin",
+    };
+    assert_security_headers(resp, true, referrer);
     assert_eq!(resp.header("cache-control"), Some("no-store"));
     assert_no_cookie(resp);
 }
@@ -1054,11 +1138,26 @@ fn login_follows_only_same_site_next() {
         ("/\\evil.com", "/me"),
         ("javascript:alert(1)", "/me"),
         ("", "/me"),
-        // Header values must be ASCII: non-ASCII paths come back percent-encoded.
-        (
-            "/мои-видео",
-            "/%D0%BC%D0%BE%D0%B8-%D0%B2%D0%B8%D0%B4%D0%B5%D0%BE",
-        ),
+        // Header values must be ASCII: non-ASCII queries come back percent-encoded.
+        ("/me?q=видео", "/me?q=%D0%B2%D0%B8%D0%B4%D0%B5%D0%BE"),
+        // Only the pages a login returns to, in any language.
+        ("/me/videos/intro", "/me/videos/intro"),
+        ("/en/me", "/en/me"),
+        ("/en/", "/en/"),
+        ("/help", "/help"),
+        ("/мои-видео", "/me"),
+        // Never into the Telegram callback (an attacker's payload after a real login),
+        // a form target or a page that does something.
+        ("/login/telegram/callback?id=1&auth_date=1&hash=00", "/me"),
+        ("/en/login/telegram/callback?id=1", "/me"),
+        ("/me/telegram/link", "/me"),
+        ("/me/telegram/start", "/me"),
+        ("/me/videos/../../login/telegram/callback?id=1", "/me"),
+        ("/me/videos/%2e%2e/%2e%2e/login/telegram/callback", "/me"),
+        ("/me/videos/", "/me"),
+        ("/logout", "/me"),
+        ("/login", "/me"),
+        ("/dev/telegram?id=1", "/me"),
     ] {
         let resp = site.handle(&post(
             "/login",
@@ -1407,6 +1506,35 @@ fn session_slides_forward_once_an_hour() {
     // The renewed cookie is fresh again.
     site.now.set(later + 60);
     assert_no_cookie(&site.me(&renewed));
+}
+
+#[test]
+fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_used() {
+    const MAX: i64 = 90 * 86_400;
+    let site = Site::new();
+    let cookie = site.signed_in();
+    let row_key = site.store.rows()[0].row_key.clone();
+    // Used every 20 days: each visit slides the idle expiry, never past created + 90 days.
+    let mut current = cookie;
+    for day in [20, 40, 60] {
+        site.now.set(NOW + day * 86_400);
+        let resp = site.me(&current);
+        assert_eq!(resp.status, 200, "day {day}");
+        let expires = (NOW + day * 86_400 + TTL).min(NOW + MAX);
+        current = session_cookie(&resp, COOKIE_SECURE, SECURE_ATTRS, expires - site.now.get());
+        assert_eq!(site.store.row(&row_key).unwrap().expires_at, expires);
+        assert_eq!(claims_of(KEY_A, &current).expires_at, expires);
+    }
+    // From day 60 on the expiry is the absolute end already: nothing to renew.
+    site.now.set(NOW + 80 * 86_400);
+    let resp = site.me(&current);
+    assert_eq!(resp.status, 200);
+    assert_no_cookie(&resp);
+    assert_eq!(site.store.row(&row_key).unwrap().expires_at, NOW + MAX);
+    site.now.set(NOW + MAX - 1);
+    assert_eq!(site.me(&current).status, 200);
+    site.now.set(NOW + MAX);
+    assert_rejected(&site.me(&current));
 }
 
 #[test]
@@ -1886,8 +2014,8 @@ fn database_down_is_503_with_retry_after_on_every_route() {
 #[test]
 fn each_failing_query_is_503_never_500() {
     let cases: [(&str, Action); 13] = [
-        ("login_failures", |site, _| site.login(ANNA, PASSWORD)),
-        ("user_for_login", |site, _| site.login(ANNA, PASSWORD)),
+        ("reserve_login", |site, _| site.login(ANNA, PASSWORD)),
+        ("start_link", |site, cookie| site.start_link(cookie)),
         ("create_session", |site, _| site.login(ANNA, PASSWORD)),
         ("session", |site, cookie| site.me(cookie)),
         ("videos_for", |site, cookie| site.me(cookie)),
@@ -1904,9 +2032,11 @@ fn each_failing_query_is_503_never_500() {
             site.telegram_as(cookie, &payload(TG_FREE, NOW))
         }),
         ("link_telegram", |site, cookie| {
+            assert_redirect(&site.start_link(cookie), START_LINKED);
             site.confirm_link(cookie, &payload(TG_FREE, NOW))
         }),
         ("consume_telegram_hash", |site, cookie| {
+            assert_redirect(&site.start_link(cookie), START_LINKED);
             site.confirm_link(cookie, &payload(TG_FREE, NOW))
         }),
         ("session", |site, cookie| site.unlink(cookie)),
@@ -1931,12 +2061,7 @@ fn secrets_never_reach_the_log() {
     let session_id = claims_of(KEY_A, &cookie).session_id;
     let telegram_payload = payload(TG_NO_PASSWORD, NOW + 2 * HOUR);
     let telegram_hash = telegram_payload.rsplit("hash=").next().unwrap().to_owned();
-    for op in [
-        "extend_session",
-        "set_password_hash",
-        "record_login_failure",
-        "clear_login_failures",
-    ] {
+    for op in ["extend_session", "set_password_hash", "release_login"] {
         site.store.fail_only(op);
     }
     site.now.set(NOW + 2 * HOUR);
@@ -1949,7 +2074,7 @@ fn secrets_never_reach_the_log() {
     site.telegram(&telegram_payload);
     site.keys = Err(SessionKeys::from_secrets(Some(SHORT_KEY), None).unwrap_err());
     site.login(ANNA, PASSWORD);
-    assert!(site.logs().len() >= 8, "{:?}", site.logs());
+    assert!(site.logs().len() >= 7, "{:?}", site.logs());
     site.assert_logs_omit(&[
         PASSWORD,
         "wrong password",
@@ -2179,32 +2304,89 @@ fn disabled_account_with_the_right_password_is_not_a_failure() {
 
 #[test]
 fn throttle_store_failures_only_log_when_writing() {
-    for (op, email, password, status, log) in [
-        (
-            "record_login_failure",
-            ANNA,
-            "wrong password",
-            401,
-            "login failure not recorded: simulated failure in record_login_failure",
-        ),
-        (
-            "clear_login_failures",
-            ANNA,
-            PASSWORD,
-            303,
-            "login failures not cleared: simulated failure in clear_login_failures",
-        ),
-    ] {
-        let site = Site::new();
-        site.store.fail_only(op);
-        assert_eq!(site.login(email, password).status, status, "{op}");
-        assert_eq!(site.logs(), [log]);
-    }
-    // Reading the counters fails: 503 before any password is checked.
+    // A failed guess writes nothing after its reservation.
     let site = Site::new();
-    site.store.fail_only("login_failures");
+    site.store.fail_only("release_login");
+    site.fail_login(None, ANNA);
+    assert!(site.logs().is_empty());
+    // The right password: the reservation cannot be given back, the login goes on.
+    assert_eq!(site.login(ANNA, PASSWORD).status, 303);
+    assert_eq!(
+        site.logs(),
+        ["login attempt not released: simulated failure in release_login"]
+    );
+    // Reserving fails: 503 before any password is checked.
+    let site = Site::new();
+    site.store.fail_only("reserve_login");
     assert_unavailable(&site, &site.login(ANNA, PASSWORD));
-    assert!(!site.store.called("user_for_login"));
+    assert_eq!(*site.store.calls.borrow(), ["reserve_login"]);
+}
+
+#[test]
+fn attempts_arriving_at_once_are_counted_before_any_is_verified() {
+    // Thirty wrong passwords for one account at the same moment: each reserves its
+    // attempt first, so the sixth and later are refused without being verified.
+    let site = Site::new();
+    let log = |_: &str| {};
+    let app = App {
+        store: &site.store,
+        keys: site.keys.as_ref(),
+        settings: site.settings.as_ref().map_err(String::as_str),
+        pages: &site.pages,
+        now: NOW,
+        log: &log,
+    };
+    let requests: Vec<_> = (0..30)
+        .map(|_| login_request(ANNA, "wrong password"))
+        .collect();
+    // Poll all thirty futures together, as concurrent requests to one database.
+    let futures: Vec<_> = requests.iter().map(|req| app.handle(req)).collect();
+    let statuses: Vec<u16> = pollster::block_on(join_all(futures))
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        25,
+        "{statuses:?}"
+    );
+    // The count is the five failures: refused attempts gave theirs back.
+    let windows = site.store.failures.borrow();
+    assert_eq!(windows.iter().map(|w| w.failures).collect::<Vec<_>>(), [5]);
+}
+
+/// Polls futures round-robin until all are done (`futures::future::join_all`, without
+/// the dependency): they interleave at every await, as concurrent requests do.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *slot = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2356,20 +2538,38 @@ fn telegram_without_a_bot_token_is_503_and_logged() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn signed_in_student_links_telegram_after_confirming() {
+fn signed_in_student_links_telegram_after_starting_on_me_and_confirming() {
     let site = Site::with_telegram();
     let cookie = site.signed_in();
-    assert!(site.me_html(&cookie).contains(WIDGET));
+    // /me offers a button, not the widget: linking starts with a same-origin POST.
+    let body = site.me_html(&cookie);
+    assert!(body.contains(START_BUTTON), "{body}");
+    assert!(!body.contains(WIDGET));
+    let start = site.start_link(&cookie);
+    assert_redirect(&start, START_LINKED);
+    let body = site.me_html(&cookie);
+    assert!(body.contains(WIDGET));
+    assert!(body.contains("Входите только в свой собственный аккаунт Telegram"));
 
     // The callback only asks: it can be opened by any site in the student's browser.
     let query = payload(TG_FREE, NOW);
     let ask = site.telegram_as(&cookie, &query);
     assert_page(&ask, 200, "Привязать Telegram?");
-    assert!(html(&ask).contains(r#"<form method="post" action="/me/telegram/link">"#));
-    assert!(html(&ask).contains(&format!(
+    let page = html(&ask);
+    assert!(page.contains(r#"<form method="post" action="/me/telegram/link">"#));
+    assert!(page.contains(&format!(
         r#"name="payload" value="{}""#,
         query.replace('&', "&amp;")
     )));
+    // Both accounts, the Telegram username and the warning are on the page.
+    assert!(
+        page.contains(r#"<strong id="link-telegram-name">Анна</strong>"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"<span id="link-telegram-username">@anna_p</span>"#));
+    assert!(page.contains(&format!(r#"<span id="link-telegram-id">{TG_FREE}</span>"#)));
+    assert!(page.contains(r#"<dd id="link-student-name">Анна Петрова</dd>"#));
+    assert!(page.contains("Привязывайте только свой собственный Telegram"));
     assert_eq!(
         site.store.telegram_id(ANNA_ID),
         None,
@@ -2385,9 +2585,9 @@ fn signed_in_student_links_telegram_after_confirming() {
     assert_linked(&body, TG_FREE);
     assert!(body.contains(&format!(r#"<form method="post" action="{UNLINK}">"#)));
     assert!(!body.contains(WIDGET));
-
-    // The payload was used up by the link; a replay is refused.
-    assert_eq!(site.confirm_link(&cookie, &query).status, 403);
+    // Linking used up the intent along with the payload.
+    assert!(site.store.intents.borrow().is_empty());
+    assert_page(&site.confirm_link(&cookie, &query), 403, NOT_STARTED);
 
     // From now on Telegram alone signs Anna in, and she may still unlink.
     site.now.set(NOW + 1);
@@ -2399,9 +2599,103 @@ fn signed_in_student_links_telegram_after_confirming() {
 }
 
 #[test]
+fn without_a_started_link_the_callback_and_the_confirmation_link_nothing() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    // An attacker's own fresh payload, opened in the signed-in student's browser.
+    let attacker = payload(TG_FREE, NOW);
+    let resp = site.telegram_as(&cookie, &attacker);
+    assert_page(&resp, 403, NOT_STARTED);
+    assert!(html(&resp).contains("«Мои видео»"));
+    assert!(!html(&resp).contains("/me/telegram/link"));
+    // Posting the confirmation directly links nothing and uses nothing up.
+    assert_page(&site.confirm_link(&cookie, &attacker), 403, NOT_STARTED);
+    assert_eq!(site.store.telegram_id(ANNA_ID), None);
+    assert!(!site.store.called("consume_telegram_hash"));
+    assert!(!site.store.called("link_telegram"));
+    // The session is untouched.
+    assert_eq!(site.me(&cookie).status, 200);
+}
+
+#[test]
+fn a_started_link_is_for_this_session_and_ten_minutes_only() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    let other_browser = site.signed_in();
+    assert_redirect(&site.start_link(&cookie), START_LINKED);
+    // Another session of the same student has no intent.
+    assert_page(
+        &site.telegram_as(&other_browser, &payload(TG_FREE, NOW)),
+        403,
+        NOT_STARTED,
+    );
+    // Ten minutes later the intent has run out, here too.
+    site.now.set(NOW + course_core::app::LINK_INTENT_SECS);
+    assert_page(
+        &site.telegram_as(
+            &cookie,
+            &payload(TG_FREE, NOW + course_core::app::LINK_INTENT_SECS),
+        ),
+        403,
+        NOT_STARTED,
+    );
+    assert!(!site.me_html(&cookie).contains(WIDGET));
+    assert_eq!(site.store.telegram_id(ANNA_ID), None);
+}
+
+#[test]
+fn starting_a_link_needs_a_session_and_the_site_itself() {
+    let site = Site::with_telegram();
+    assert_redirect(&site.handle(&post(START_LINK, &[])), TO_LOGIN);
+    let cookie = site.signed_in();
+    let mut req = with_cookie(post(START_LINK, &[]), &cookie);
+    req.headers.push(("origin".into(), EVIL.into()));
+    assert_page(&site.handle(&req), 403, CROSS_SITE);
+    assert!(site.store.intents.borrow().is_empty());
+    assert_eq!(
+        site.handle(&with_cookie(get(START_LINK), &cookie)).status,
+        405
+    );
+    // Already linked: unlink first.
+    site.store.set_telegram_id(ANNA_ID, Some(TG_FREE));
+    assert_page(&site.start_link(&cookie), 409, "Сначала отвяжите");
+}
+
+#[test]
+fn telegram_names_are_shown_as_data_never_as_template() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    assert_redirect(&site.start_link(&cookie), START_LINKED);
+    let (id, now) = (TG_FREE.to_string(), NOW.to_string());
+    let query = signed_query(
+        &[
+            ("id", &id),
+            ("first_name", "{student}"),
+            ("last_name", "<b>{id}</b>"),
+            ("username", "{telegram}"),
+            ("auth_date", &now),
+        ],
+        BOT_TOKEN,
+    );
+    let page = html(&site.telegram_as(&cookie, &query)).to_owned();
+    assert!(
+        page.contains(
+            r#"<strong id="link-telegram-name">{student} &lt;b&gt;{id}&lt;&#x2F;b&gt;</strong>"#
+        ) || page.contains(
+            r#"<strong id="link-telegram-name">{student} &lt;b&gt;{id}&lt;/b&gt;</strong>"#
+        ),
+        "{page}"
+    );
+    assert!(page.contains(r#"<span id="link-telegram-username">@{telegram}</span>"#));
+    // The student's name appears once, as the course account.
+    assert_eq!(page.matches("Анна Петрова").count(), 1, "{page}");
+}
+
+#[test]
 fn a_cross_site_confirmation_is_refused() {
     let site = Site::with_telegram();
     let cookie = site.signed_in();
+    assert_redirect(&site.start_link(&cookie), START_LINKED);
     let mut req = with_cookie(post(LINK, &[("payload", &payload(TG_FREE, NOW))]), &cookie);
     req.headers
         .push(("origin".into(), "https://evil.example".into()));
@@ -2413,6 +2707,7 @@ fn a_cross_site_confirmation_is_refused() {
 fn linking_someone_elses_telegram_is_409_and_changes_nothing() {
     let site = Site::with_telegram();
     let cookie = site.signed_in();
+    assert_redirect(&site.start_link(&cookie), START_LINKED);
     for resp in [
         site.telegram_as(&cookie, &payload(TG_NO_PASSWORD, NOW)),
         site.confirm_link(&cookie, &payload(TG_NO_PASSWORD, NOW + 1)),
@@ -2431,6 +2726,15 @@ fn linking_someone_elses_telegram_is_409_and_changes_nothing() {
 fn a_linked_account_must_unlink_before_linking_another() {
     let site = Site::with_telegram();
     let cookie = linked_anna(&site, https);
+    // Even with an intent recorded (say, in a race with linking), no second link.
+    pollster::block_on(site.store.start_link(
+        &claims_of(KEY_A, &cookie).row_key(),
+        &LinkIntent {
+            kind: course_core::app::LinkKind::Telegram,
+            expires_at: NOW + 600,
+        },
+    ))
+    .unwrap();
     let other = 6_100_000_001;
     for resp in [
         site.telegram_as(&cookie, &payload(other, NOW)),
@@ -2452,7 +2756,7 @@ fn unlink_removes_telegram_from_an_account_with_a_password() {
     assert_no_cookie(&resp);
     assert_eq!(site.store.telegram_id(ANNA_ID), None);
     let body = site.me_html(&cookie);
-    assert!(body.contains(WIDGET));
+    assert!(body.contains(START_BUTTON));
     assert!(!body.contains("telegram-id"));
     // The Telegram account no longer signs in.
     assert_telegram_refused(&site.telegram(&payload(TG_FREE, NOW)), TG_NOT_LINKED);
@@ -2482,19 +2786,25 @@ fn unlink_without_a_session_sends_to_login() {
 }
 
 #[test]
-fn me_offers_the_link_widget_only_with_a_bot_and_nothing_linked() {
+fn me_offers_linking_only_with_a_bot_and_nothing_linked() {
     let without_bot = Site::new();
     let body = without_bot.me_html(&without_bot.signed_in());
     assert!(!body.contains("data-telegram-login"));
     assert!(body.contains("Вход через Telegram на этом сайте не настроен"));
 
+    assert!(!body.contains(START_BUTTON));
+
     let site = Site::with_telegram();
     let cookie = site.signed_in();
+    assert!(site.me_html(&cookie).contains(START_BUTTON));
+    assert_redirect(&site.start_link(&cookie), START_LINKED);
     let body = site.me_html(&cookie);
     assert!(body.contains(WIDGET));
     assert!(body.contains(&format!(r#"data-auth-url="{CALLBACK}""#)));
     site.store.set_telegram_id(ANNA_ID, Some(TG_FREE));
-    assert!(!site.me_html(&cookie).contains("data-telegram-login"));
+    let body = site.me_html(&cookie);
+    assert!(!body.contains("data-telegram-login"));
+    assert!(!body.contains(START_BUTTON));
 }
 
 #[test]

@@ -10,6 +10,7 @@ use course_core::app::{App, Settings};
 use course_core::http::{self, Body, Method};
 use course_core::pages::Pages;
 use course_core::session::{KeyError, SessionKeys};
+use futures_util::StreamExt;
 use worker::{Context, Env, Headers, Request, Response, Result, console_error, event};
 
 /// The templates and site configuration compiled into the worker, built once per
@@ -44,7 +45,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             // Refuse before reading: the core turns an oversized body into 413.
             vec![0; http::MAX_FORM_BYTES + 1]
         }
-        Method::Post => req.bytes().await.unwrap_or_default(),
+        Method::Post => read_body(&mut req, http::MAX_FORM_BYTES).await,
         _ => Vec::new(),
     };
     let core_req = http::Request {
@@ -71,10 +72,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(p) => p,
         Err(e) => {
             console_error!("site configuration or templates are broken: {e}");
-            return Ok(Response::ok(
-                "The site is misconfigured; the administrator sees the error in the log.",
-            )?
-            .with_status(503));
+            return respond(course_core::app::site_broken(&core_req), method, &env, &url).await;
         }
     };
     let store = store::D1Store::new(env.d1("DB"));
@@ -89,6 +87,28 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     let resp = app.handle(&core_req).await;
     respond(resp, method, &env, &url).await
+}
+
+/// Reads a request body, but never more than `limit + 1` bytes: a body sent without
+/// `Content-Length` (chunked) is read only until it passes the limit, and then the core
+/// answers 413 for it as for a declared one. A body that cannot be read is empty (the
+/// form parser then reports what is missing).
+async fn read_body(req: &mut Request, limit: usize) -> Vec<u8> {
+    let Ok(mut stream) = req.stream() else {
+        return Vec::new(); // no body at all
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Vec::new();
+        };
+        let room = limit + 1 - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() > limit {
+            break; // over the limit: the rest is never read
+        }
+    }
+    body
 }
 
 fn js_sys_now() -> f64 {

@@ -2,8 +2,8 @@
 //! BigInt, and every id here fits in 53 bits.
 
 use course_core::app::{
-    FailureWindow, LinkOutcome, LoginUser, NewSession, ProgressInfo, Store, StoreError,
-    StoredSession, TelegramAccount, VideoAccess,
+    FailureWindow, LinkIntent, LinkKind, LinkOutcome, LoginAttempt, LoginUser, NewSession,
+    ProgressInfo, Store, StoreError, StoredSession, TelegramAccount, VideoAccess,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -38,7 +38,10 @@ struct TelegramRow {
 #[derive(Deserialize)]
 struct SessionRow {
     user_id: i64,
+    created_at: i64,
     expires_at: i64,
+    link_intent: Option<String>,
+    link_intent_expires_at: Option<i64>,
     user_name: String,
     user_disabled: i64,
     telegram_id: Option<i64>,
@@ -69,6 +72,11 @@ struct FailureRow {
     key: String,
     window_start: i64,
     failures: i64,
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    id: i64,
 }
 
 #[derive(Deserialize)]
@@ -119,26 +127,21 @@ impl D1Store {
     }
 
     async fn batch(&self, statements: Vec<D1PreparedStatement>) -> Result<(), StoreError> {
-        self.db()?.batch(statements).await.map_err(err)?;
+        self.batch_results(statements).await?;
         Ok(())
+    }
+
+    /// Runs statements as one batch (one round trip, one transaction) and returns each
+    /// statement's result.
+    async fn batch_results(
+        &self,
+        statements: Vec<D1PreparedStatement>,
+    ) -> Result<Vec<worker::D1Result>, StoreError> {
+        self.db()?.batch(statements).await.map_err(err)
     }
 }
 
 impl Store for D1Store {
-    async fn user_for_login(&self, email: &str) -> Result<Option<LoginUser>, StoreError> {
-        let row: Option<LoginRow> = self
-            .first(
-                "SELECT id, password_hash, disabled_at IS NOT NULL AS disabled FROM users WHERE email = ?1",
-                &[email.into()],
-            )
-            .await?;
-        Ok(row.map(|r| LoginUser {
-            id: r.id,
-            password_hash: r.password_hash,
-            disabled: r.disabled != 0,
-        }))
-    }
-
     async fn user_by_telegram(
         &self,
         telegram_id: i64,
@@ -184,7 +187,7 @@ impl Store for D1Store {
     async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError> {
         let row: Option<SessionRow> = self
             .first(
-                "SELECT s.user_id, s.expires_at, \
+                "SELECT s.user_id, s.created_at, s.expires_at, s.link_intent, s.link_intent_expires_at, \
                  COALESCE(NULLIF(TRIM(u.name), ''), u.email, 'Студент') AS user_name, \
                  u.disabled_at IS NOT NULL AS user_disabled, u.telegram_id, \
                  u.password_hash IS NOT NULL AS has_password, u.access_code \
@@ -194,7 +197,15 @@ impl Store for D1Store {
             .await?;
         Ok(row.map(|r| StoredSession {
             user_id: r.user_id,
+            created_at: r.created_at,
             expires_at: r.expires_at,
+            link_intent: match (
+                r.link_intent.as_deref().and_then(LinkKind::parse),
+                r.link_intent_expires_at,
+            ) {
+                (Some(kind), Some(expires_at)) => Some(LinkIntent { kind, expires_at }),
+                _ => None,
+            },
             user_name: r.user_name,
             user_disabled: r.user_disabled != 0,
             telegram_id: r.telegram_id,
@@ -207,6 +218,18 @@ impl Store for D1Store {
         self.run(
             "UPDATE sessions SET expires_at = ?2 WHERE id = ?1",
             &[row_key.into(), num(expires_at)],
+        )
+        .await
+    }
+
+    async fn start_link(&self, row_key: &str, intent: &LinkIntent) -> Result<(), StoreError> {
+        self.run(
+            "UPDATE sessions SET link_intent = ?2, link_intent_expires_at = ?3 WHERE id = ?1",
+            &[
+                row_key.into(),
+                intent.kind.as_str().into(),
+                num(intent.expires_at),
+            ],
         )
         .await
     }
@@ -261,44 +284,53 @@ impl Store for D1Store {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        self.run(
+        let prune = self.statement(
             "DELETE FROM telegram_logins WHERE expires_at <= ?1",
             &[num(now)],
-        )
-        .await?;
-        let inserted: Option<HashRow> = self
-            .first(
-                "INSERT INTO telegram_logins (hash, expires_at) VALUES (?1, ?2) \
-                 ON CONFLICT (hash) DO NOTHING RETURNING hash",
-                &[hash.into(), num(expires_at)],
-            )
-            .await?;
-        Ok(inserted.is_some())
+        )?;
+        let insert = self.statement(
+            "INSERT INTO telegram_logins (hash, expires_at) VALUES (?1, ?2) \
+             ON CONFLICT (hash) DO NOTHING RETURNING hash",
+            &[hash.into(), num(expires_at)],
+        )?;
+        let results = self.batch_results(vec![prune, insert]).await?;
+        let inserted: Vec<HashRow> = match results.get(1) {
+            Some(r) => r.results().map_err(err)?,
+            None => return Err(StoreError("D1 batch returned no result".into())),
+        };
+        Ok(!inserted.is_empty())
     }
 
     async fn link_telegram(
         &self,
         user_id: i64,
         telegram_id: i64,
+        row_key: &str,
     ) -> Result<LinkOutcome, StoreError> {
-        let owner: Option<TelegramRow> = self
-            .first(
-                "SELECT id, 0 AS disabled FROM users WHERE telegram_id = ?1",
-                &[num(telegram_id)],
-            )
-            .await?;
-        match owner {
-            Some(o) if o.id != user_id => Ok(LinkOutcome::TakenByOther),
-            Some(_) => Ok(LinkOutcome::Linked),
-            None => {
-                self.run(
-                    "UPDATE users SET telegram_id = ?2 WHERE id = ?1",
-                    &[num(user_id), num(telegram_id)],
-                )
-                .await?;
-                Ok(LinkOutcome::Linked)
-            }
-        }
+        // One transaction: link unless another account has the id (the guard keeps the
+        // UNIQUE constraint from failing the batch), end the intent, then read who has it.
+        let link = self.statement(
+            "UPDATE users SET telegram_id = ?2 WHERE id = ?1 AND telegram_id IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM users WHERE telegram_id = ?2)",
+            &[num(user_id), num(telegram_id)],
+        )?;
+        let end_intent = self.statement(
+            "UPDATE sessions SET link_intent = NULL, link_intent_expires_at = NULL WHERE id = ?1",
+            &[row_key.into()],
+        )?;
+        let owner = self.statement(
+            "SELECT id FROM users WHERE telegram_id = ?1",
+            &[num(telegram_id)],
+        )?;
+        let results = self.batch_results(vec![link, end_intent, owner]).await?;
+        let owners: Vec<IdRow> = match results.get(2) {
+            Some(r) => r.results().map_err(err)?,
+            None => return Err(StoreError("D1 batch returned no result".into())),
+        };
+        Ok(match owners.first() {
+            Some(o) if o.id == user_id => LinkOutcome::Linked,
+            _ => LinkOutcome::TakenByOther,
+        })
     }
 
     async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError> {
@@ -309,55 +341,82 @@ impl Store for D1Store {
         .await
     }
 
-    async fn login_failures(&self, keys: &[String]) -> Result<Vec<FailureWindow>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
-        let args: Vec<JsValue> = keys.iter().map(|k| k.as_str().into()).collect();
-        let rows: Vec<FailureRow> = self
-            .all(
-                &format!(
-                    "SELECT key, window_start, failures FROM login_failures WHERE key IN ({})",
-                    placeholders.join(", ")
-                ),
-                &args,
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| FailureWindow {
-                key: r.key,
-                window_start: r.window_start,
-                failures: r.failures,
-            })
-            .collect())
-    }
-
-    async fn record_login_failure(
+    async fn reserve_login(
         &self,
+        email: &str,
         keys: &[String],
         now: i64,
         window_secs: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<LoginAttempt, StoreError> {
         let mut statements = vec![self.statement(
             "DELETE FROM login_failures WHERE window_start <= ?1",
             &[num(now - window_secs)],
         )?];
         for key in keys {
+            // Atomic in D1 (one writer): concurrent attempts each get their own count.
             statements.push(self.statement(
                 "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1) \
                  ON CONFLICT (key) DO UPDATE SET \
                  failures = CASE WHEN window_start <= ?2 - ?3 THEN 1 ELSE failures + 1 END, \
-                 window_start = CASE WHEN window_start <= ?2 - ?3 THEN ?2 ELSE window_start END",
+                 window_start = CASE WHEN window_start <= ?2 - ?3 THEN ?2 ELSE window_start END \
+                 RETURNING key, window_start, failures",
                 &[key.as_str().into(), num(now), num(window_secs)],
             )?);
         }
-        self.batch(statements).await
+        statements.push(self.statement(
+            "SELECT id, password_hash, disabled_at IS NOT NULL AS disabled FROM users WHERE email = ?1",
+            &[email.into()],
+        )?);
+        let results = self.batch_results(statements).await?;
+        if results.len() != keys.len() + 2 {
+            return Err(StoreError(format!(
+                "D1 batch returned {} results for {} statements",
+                results.len(),
+                keys.len() + 2
+            )));
+        }
+        let mut windows = Vec::with_capacity(keys.len());
+        for result in &results[1..=keys.len()] {
+            let rows: Vec<FailureRow> = result.results().map_err(err)?;
+            windows.extend(rows.into_iter().map(|r| FailureWindow {
+                key: r.key,
+                window_start: r.window_start,
+                failures: r.failures,
+            }));
+        }
+        let users: Vec<LoginRow> = results[keys.len() + 1].results().map_err(err)?;
+        Ok(LoginAttempt {
+            windows,
+            user: users.into_iter().next().map(|r| LoginUser {
+                id: r.id,
+                password_hash: r.password_hash,
+                disabled: r.disabled != 0,
+            }),
+        })
     }
 
-    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        self.run("DELETE FROM login_failures WHERE key = ?1", &[key.into()])
-            .await
+    async fn release_login(&self, forget: &[String], uncount: &[String]) -> Result<(), StoreError> {
+        let mut statements = Vec::new();
+        for key in forget {
+            statements.push(self.statement(
+                "DELETE FROM login_failures WHERE key = ?1",
+                &[key.as_str().into()],
+            )?);
+        }
+        for key in uncount {
+            // Counts stay positive (CHECK failures > 0): the last one goes with its row.
+            statements.push(self.statement(
+                "DELETE FROM login_failures WHERE key = ?1 AND failures <= 1",
+                &[key.as_str().into()],
+            )?);
+            statements.push(self.statement(
+                "UPDATE login_failures SET failures = failures - 1 WHERE key = ?1 AND failures > 1",
+                &[key.as_str().into()],
+            )?);
+        }
+        if statements.is_empty() {
+            return Ok(());
+        }
+        self.batch(statements).await
     }
 }

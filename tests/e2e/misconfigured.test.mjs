@@ -16,6 +16,10 @@ test('a short SECRET_KEY gives a clear 503 page and a log line, never a session'
   assert.equal(res.status, 503);
   assert.equal(res.headers.getSetCookie().length, 0);
   assert.match(await res.text(), /Сайт настроен неверно/);
+  // The same security headers as every other page.
+  assert.match(res.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+  assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+  assert.ok(res.headers.get('referrer-policy'));
   const mePage = await w.fetch('/me', { headers: { cookie: 'session=abc.def' } });
   assert.equal(mePage.status, 503);
   await new Promise((r) => setTimeout(r, 200));

@@ -13,7 +13,10 @@ before(async () => {
     INSERT INTO users (id, email, password_hash, name) VALUES
       (1, 'csrf@example.com', ${sql(hash)}, 'CSRF'),
       (2, 'victim@example.com', ${sql(hash)}, 'Victim'),
-      (3, 'reset@example.com', ${sql(hash)}, 'Reset');
+      (3, 'reset@example.com', ${sql(hash)}, 'Reset'),
+      (4, 'burst@example.com', ${sql(hash)}, 'Burst'),
+      (5, 'paused@example.com', ${sql(hash)}, 'Paused'),
+      (6, 'old@example.com', ${sql(hash)}, 'Old');
   `);
 });
 after(async () => {
@@ -73,6 +76,54 @@ describe('throttle', () => {
     const stored = w.d1(`SELECT key FROM login_failures`).map((r) => r.key).join(' ');
     assert.doesNotMatch(stored, /@|203\\.0/, 'no e-mails or addresses are stored');
   });
+
+  test('30 parallel wrong passwords for one account: 5 are checked, 25 are refused unchecked', async () => {
+    // Each attempt is reserved in one D1 statement before Argon2 runs, so a burst can
+    // never check more passwords than the limit. Each comes from its own address.
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => loginAs('burst@example.com', `wrong-${i}`, { 'cf-connecting-ip': `192.0.2.${i + 1}` })),
+    );
+    const counts = {};
+    for (const r of replies) counts[r.status] = (counts[r.status] ?? 0) + 1;
+    assert.deepEqual(counts, { 401: 5, 429: 25 });
+  });
+
+  test('IPv6 clients are counted per /64: 20 addresses of one network share a counter', async () => {
+    for (let i = 0; i < 20; i++) {
+      const ip = { 'cf-connecting-ip': `2001:db8:1:2::${(i + 1).toString(16)}` };
+      assert.equal((await loginAs(`v6-${i}@example.com`, 'wrong', ip)).status, 401);
+    }
+    const sameNet = { 'cf-connecting-ip': '2001:db8:1:2:ffff:1:2:3' };
+    assert.equal((await loginAs('csrf@example.com', PASSWORD, sameNet)).status, 429);
+    const otherNet = { 'cf-connecting-ip': '2001:db8:1:3::1' };
+    assert.equal((await loginAs('csrf@example.com', PASSWORD, otherNet)).status, 303);
+  });
+});
+
+describe('sessions that end stay ended', () => {
+  const me = (cookie) => w.fetch('/me', { headers: { cookie: `session=${cookie}` } });
+
+  test('disabling an account by a direct UPDATE ends its sessions; re-enabling does not revive them', async () => {
+    const cookie = sessionCookie(await loginAs('paused@example.com', PASSWORD));
+    assert.equal((await me(cookie)).status, 200);
+    w.d1(`UPDATE users SET disabled_at = unixepoch() WHERE id = 5`);
+    assert.equal(w.d1(`SELECT count(*) AS n FROM sessions WHERE user_id = 5`)[0].n, 0);
+    w.d1(`UPDATE users SET disabled_at = NULL WHERE id = 5`);
+    const res = await me(cookie);
+    assert.equal(res.status, 303, 'the old cookie leads to the login page');
+    assert.match(res.headers.get('location'), /^\/login/);
+    assert.equal((await loginAs('paused@example.com', PASSWORD)).status, 303, 'a new sign-in works');
+  });
+
+  test('a session older than SESSION_MAX_DAYS is over, however recently it was used', async () => {
+    const cookie = sessionCookie(await loginAs('old@example.com', PASSWORD));
+    assert.equal((await me(cookie)).status, 200);
+    // Created 91 days ago, used a moment ago (the sliding expiry is far off).
+    w.d1(`UPDATE sessions SET created_at = unixepoch() - 91 * 86400 WHERE user_id = 6`);
+    const res = await me(cookie);
+    assert.equal(res.status, 303);
+    assert.match(res.headers.get('location'), /^\/login/);
+  });
 });
 
 describe('headers', () => {
@@ -101,6 +152,31 @@ describe('headers', () => {
 });
 
 describe('hostile input', () => {
+  test('a chunked POST without Content-Length is cut off at the limit: 413', async () => {
+    // One chunk over the limit, then the body stays open and never ends: the answer can
+    // only come from a worker that stops reading at the limit.
+    const chunk = new TextEncoder().encode('a'.repeat(16 * 1024));
+    let sent = false;
+    const body = new ReadableStream({
+      pull(controller) {
+        if (sent) return new Promise(() => {});
+        sent = true;
+        controller.enqueue(chunk);
+      },
+    });
+    const abort = new AbortController();
+    const res = await w.fetch('/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: w.url },
+      body,
+      duplex: 'half',
+      signal: abort.signal,
+    });
+    assert.equal(res.status, 413);
+    assert.equal(sessionCookie(res), undefined);
+    abort.abort();
+  });
+
   test('odd methods, bodies and paths never give 500', async () => {
     const requests = [
       ['/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a'.repeat(100_000) }],

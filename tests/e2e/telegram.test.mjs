@@ -74,6 +74,42 @@ describe('Telegram sign-in', () => {
     for (const res of [stale, future, t, replay]) assert.equal(sessionCookie(res), undefined);
   });
 
+  test('a used payload is refused in any other spelling of its hash', async () => {
+    // `+f` parses as a hex byte in lenient decoders; the hash must be 64 hex digits and
+    // the replay key its decoded value. Find a payload whose hash has a 0 opening a byte.
+    let query;
+    for (let i = 0; ; i++) {
+      query = telegramQuery({ id: 5000000001, auth_date: now(), username: `spell${i}` });
+      const hash = query.match(/hash=([0-9a-f]{64})/)[1];
+      if ([...hash].some((c, j) => c === '0' && j % 2 === 0)) break;
+    }
+    const [head, hash] = query.split('hash=');
+    const zero = [...hash].findIndex((c, j) => c === '0' && j % 2 === 0);
+    const plus = `${head}hash=${hash.slice(0, zero)}%2B${hash.slice(zero + 1)}`;
+    const upper = `${head}hash=${hash.toUpperCase()}`;
+    // Not a well-formed hash at all: refused even before the real one is used.
+    assert.equal((await w.fetch(`/login/telegram/callback?${plus}`)).status, 403);
+    assert.equal((await w.fetch(`/login/telegram/callback?${query}`)).status, 303);
+    for (const spelling of [plus, upper, query]) {
+      const res = await w.fetch(`/login/telegram/callback?${spelling}`);
+      assert.equal(res.status, 403, spelling);
+      assert.equal(sessionCookie(res), undefined);
+    }
+  });
+
+  test('HEAD of the callback uses nothing up and signs nobody in', async () => {
+    const query = telegramQuery({ id: 5000000001, auth_date: now(), username: 'head' });
+    const sessions = () => w.d1(`SELECT count(*) AS n FROM sessions WHERE user_id = 1`)[0].n;
+    const before = sessions();
+    const head = await w.fetch(`/login/telegram/callback?${query}`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(sessionCookie(head), undefined);
+    assert.equal(sessions(), before);
+    const get = await w.fetch(`/login/telegram/callback?${query}`);
+    assert.equal(get.status, 303, 'the payload is still fresh after the HEAD');
+    assert.ok(sessionCookie(get));
+  });
+
   test('garbage queries are 403, never 500', async () => {
     for (const q of ['', 'hash=zz', 'id=1&id=2&auth_date=1&hash=' + 'a'.repeat(64), '%FF%FE', 'x'.repeat(5000)]) {
       const res = await w.fetch(`/login/telegram/callback?${q}`);
@@ -89,18 +125,54 @@ describe('linking', () => {
     return sessionCookie(res);
   }
 
+  const post = (path, cookie, fields = {}) =>
+    w.fetch(path, {
+      ...form(fields),
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `session=${cookie}`, origin: w.url },
+    });
+
+  test('a callback the student did not start from /me links nothing: 403, start from /me', async () => {
+    const cookie = await passwordSession();
+    // An attacker's own fresh payload, opened in the signed-in student's browser.
+    const query = telegramQuery({ id: 6660000001, first_name: 'Злоумышленник', auth_date: now() });
+    const ask = await w.fetch(`/login/telegram/callback?${query}`, withCookie(cookie));
+    assert.equal(ask.status, 403);
+    assert.match(await ask.text(), /\/me/);
+    const link = await post('/me/telegram/link', cookie, { payload: query });
+    assert.equal(link.status, 403);
+    assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: null }]);
+    // Nor can a login chain into the callback through `next`.
+    const next = encodeURIComponent(`/login/telegram/callback?${query}`);
+    const login = await w.fetch(`/login?next=${next}`, form({ email: 'pw@example.com', password: PASSWORD }));
+    assert.equal(login.status, 303);
+    assert.equal(login.headers.get('location'), '/me');
+  });
+
   test('a password user links Telegram, signs in with it, then unlinks', async () => {
     const cookie = await passwordSession();
     let html = await (await w.fetch('/me', withCookie(cookie))).text();
-    // The shipped configuration names no bot, so /me shows no widget (native tests cover
-    // the widget); the callback and linking work with the token alone.
+    // The shipped configuration names no bot, so /me shows no button or widget (native
+    // tests cover both); the link flow itself needs only the token.
     assert.match(html, /id="telegram-heading"/);
-    // The callback only asks; linking needs the same-origin POST of the confirmation page.
-    const query = telegramQuery({ id: 6000000002, first_name: 'Пароль', auth_date: now() });
+    // Linking starts with a same-origin POST from /me (a cross-site one is refused).
+    const crossStart = await w.fetch('/me/telegram/start', {
+      method: 'POST',
+      headers: { cookie: `session=${cookie}`, origin: 'https://evil.example' },
+    });
+    assert.equal(crossStart.status, 403);
+    const start = await post('/me/telegram/start', cookie);
+    assert.equal(start.status, 303);
+    assert.equal(start.headers.get('location'), '/me#telegram-heading');
+    // The callback now only asks; linking needs the same-origin POST of that page.
+    // A first name shaped like a template placeholder is shown as itself.
+    const query = telegramQuery({ id: 6000000002, first_name: '{student}', username: 'pw_tg', auth_date: now() });
     const ask = await w.fetch(`/login/telegram/callback?${query}`, withCookie(cookie));
     assert.equal(ask.status, 200);
     const page = await ask.text();
     assert.match(page, /Привязать Telegram\?/);
+    assert.match(page, /\{student\}/);
+    assert.match(page, /@pw_tg/);
+    assert.match(page, /Парольная Пользовательница/);
     const payload = page.match(/name="payload" value="([^"]*)"/)[1].replaceAll('&amp;', '&');
     assert.equal(payload, query);
     assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: null }], 'not linked yet');
@@ -109,10 +181,7 @@ describe('linking', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `session=${cookie}`, origin: 'https://evil.example' },
     });
     assert.equal(crossSite.status, 403);
-    const link = await w.fetch('/me/telegram/link', {
-      ...form({ payload }),
-      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `session=${cookie}`, origin: w.url },
-    });
+    const link = await post('/me/telegram/link', cookie, { payload });
     assert.equal(link.status, 303);
     assert.equal(link.headers.get('location'), '/me');
     assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: 6000000002 }]);
@@ -128,10 +197,14 @@ describe('linking', () => {
     assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: null }]);
     const after = await callback({ id: 6000000002, auth_date: now() });
     assert.equal(after.status, 403, 'unlinked Telegram no longer signs in');
+    // The intent was used up by the link: a new callback asks to start again.
+    const again = await callback({ id: 6000000003, auth_date: now() }, withCookie(cookie));
+    assert.equal(again.status, 403);
   });
 
   test('a Telegram account linked to someone else is refused', async () => {
     const cookie = await passwordSession();
+    assert.equal((await post('/me/telegram/start', cookie)).status, 303);
     const res = await callback({ id: 5000000001, auth_date: now() }, withCookie(cookie));
     assert.equal(res.status, 409);
     assert.deepEqual(w.d1(`SELECT telegram_id FROM users WHERE id = 2`), [{ telegram_id: null }]);

@@ -16,13 +16,35 @@ fn throttle_keys(email: &str, client_address: Option<&str>) -> (String, Option<S
     };
     (
         key("account", email),
-        client_address.map(|a| key("address", a.trim())),
+        client_address.map(|a| key("address", &address_block(a))),
     )
+}
+
+/// The unit an address is counted in: an IPv4 address itself; for IPv6 its /64, the
+/// block one subscriber gets (a single host can pick any address in it at will). An
+/// IPv4-mapped IPv6 address counts as the IPv4 one. Anything unparsable is taken as is.
+fn address_block(raw: &str) -> String {
+    use std::net::IpAddr;
+    let raw = raw.trim();
+    match raw.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => raw.to_owned(),
+    }
 }
 
 impl<S: Store> Handler<'_, '_, S> {
     pub(super) fn login_page(&self, req: &Request) -> Response {
-        let next = req.query_param("next").as_deref().and_then(http::safe_next);
+        let next = req
+            .query_param("next")
+            .as_deref()
+            .and_then(|n| self.return_to(n));
         match next {
             // The static page cannot carry `next`; render the same template with it.
             Some(next) => self.page(
@@ -54,7 +76,7 @@ impl<S: Store> Handler<'_, '_, S> {
             Ok(f) => f,
             Err(e) => return self.bad_form(&e),
         };
-        let next = http::field(&fields, "next").and_then(http::safe_next);
+        let next = http::field(&fields, "next").and_then(|n| self.return_to(n));
         let email = super::normalise_email(http::field(&fields, "email").unwrap_or(""));
         let password = http::field(&fields, "password").unwrap_or("");
         let again = |status: u16, error: &str| {
@@ -78,24 +100,34 @@ impl<S: Store> Handler<'_, '_, S> {
         let keys: Vec<String> = std::iter::once(account_key.clone())
             .chain(address_key.clone())
             .collect();
-        let windows = match self.store.login_failures(&keys).await {
-            Ok(w) => w,
+        // The attempt is counted before its password is verified, atomically, so that
+        // however many arrive at once, no more than the limit are ever verified.
+        let attempt = match self
+            .store
+            .reserve_login(&email, &keys, self.now, settings.throttle_window_secs)
+            .await
+        {
+            Ok(a) => a,
             Err(e) => return self.unavailable(&e),
         };
-        let retry_after = windows
+        let retry_after = attempt
+            .windows
             .iter()
-            .filter(|w| w.window_start > self.now - settings.throttle_window_secs)
             .filter(|w| {
                 let limit = if w.key == account_key {
                     settings.max_failures_per_account
                 } else {
                     settings.max_failures_per_address
                 };
-                w.failures >= limit
+                w.failures > limit
             })
             .map(|w| w.window_start + settings.throttle_window_secs - self.now)
             .max();
         if let Some(secs) = retry_after {
+            // Refused unverified: this attempt was no guess, so it does not count.
+            if let Err(e) = self.store.release_login(&[], &keys).await {
+                (self.log)(&format!("throttled attempt not released: {e}"));
+            }
             let minutes = (secs + 59) / 60;
             let message = self
                 .pages
@@ -105,10 +137,17 @@ impl<S: Store> Handler<'_, '_, S> {
             return again(429, &message).with_header("retry-after", secs.max(1).to_string());
         }
 
-        let user = match self.store.user_for_login(&email).await {
-            Ok(u) => u,
-            Err(e) => return self.unavailable(&e),
-        };
+        let user = attempt.user;
+        if let Some(u) = user.as_ref()
+            && u.password_hash
+                .as_deref()
+                .is_some_and(password::exceeds_limits)
+        {
+            (self.log)(&format!(
+                "the stored password hash of user {} asks for more work than allowed; refused unverified (set a new password with `generator users set-password`)",
+                u.id
+            ));
+        }
         let verified = match user
             .as_ref()
             .and_then(|u| u.password_hash.as_deref().map(|h| (u, h)))
@@ -119,22 +158,22 @@ impl<S: Store> Handler<'_, '_, S> {
                 None
             }
         };
+        // A failed guess keeps its reservation: that is the failure counted.
         let Some((user, stored_hash)) = verified else {
-            if let Err(e) = self
-                .store
-                .record_login_failure(&keys, self.now, settings.throttle_window_secs)
-                .await
-            {
-                (self.log)(&format!("login failure not recorded: {e}"));
-            }
             return again(401, &self.t("login.failed"));
         };
+        // The right password: the account's count starts over; the address's loses
+        // this attempt.
+        if let Err(e) = self
+            .store
+            .release_login(std::slice::from_ref(&account_key), &keys[1..])
+            .await
+        {
+            (self.log)(&format!("login attempt not released: {e}"));
+        }
         if user.disabled {
             // Only someone who knows the password learns that the account is disabled.
             return again(403, &self.t("login.disabled"));
-        }
-        if let Err(e) = self.store.clear_login_failures(&account_key).await {
-            (self.log)(&format!("login failures not cleared: {e}"));
         }
         if password::needs_rehash(stored_hash)
             && let Ok(new_hash) = password::hash(password)
@@ -149,6 +188,29 @@ impl<S: Store> Handler<'_, '_, S> {
             next.as_deref().unwrap_or("/me"),
         )
         .await
+    }
+
+    /// Where a login may send the student afterwards: a same-site path (see
+    /// [`http::safe_next`]) to one of the pages a login returns to — the course page,
+    /// help, /me or a watch page, in any language — and nowhere else (not the Telegram
+    /// callback, not a form target).
+    pub(super) fn return_to(&self, next: &str) -> Option<String> {
+        let next = http::safe_next(next)?;
+        let path = next.split(['?', '#']).next().unwrap_or("");
+        let site = self.pages.site();
+        let route = match site.lang_of_path(path) {
+            Some(lang) => &path[site.prefix(lang).len()..],
+            None => path,
+        };
+        let video_id = route.strip_prefix("/me/videos/");
+        let allowed = matches!(route, "" | "/" | "/help" | "/help/" | "/me")
+            || video_id.is_some_and(|id| {
+                !id.is_empty()
+                    && id.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    })
+            });
+        allowed.then_some(next)
     }
 
     pub(super) fn bad_form(&self, e: &FormError) -> Response {
@@ -178,5 +240,22 @@ mod tests {
             throttle_keys("x", Some("x")).0,
             throttle_keys("x", Some("x")).1.unwrap()
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_block() {
+        let key = |a| throttle_keys("a@b", Some(a)).1.unwrap();
+        // Any address of one /64, however written, is one key.
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(key("2001:db8:1:2::1"), key(" 2001:0DB8:0001:0002:0:0:0:9 "));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(address_block("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        // IPv4, mapped or not, is counted per address.
+        assert_eq!(key("::ffff:203.0.113.5"), key("203.0.113.5"));
+        assert_ne!(key("203.0.113.5"), key("203.0.113.6"));
+        assert_eq!(address_block("not an address"), "not an address");
     }
 }

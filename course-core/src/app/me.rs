@@ -59,6 +59,7 @@ impl<S: Store> Handler<'_, '_, S> {
             access_code: current.row.access_code.clone(),
             telegram_id: current.row.telegram_id,
             can_unlink_telegram: current.row.has_password,
+            telegram_link_open: current.row.intends(super::LinkKind::Telegram, self.now),
         };
         super::with_renewal(self.page(200, self.pages.me(&self.page, &view)), &current)
     }

@@ -10,6 +10,7 @@ mod telegram;
 
 pub use settings::*;
 pub use store::*;
+pub use telegram::{LINK_INTENT_SECS, looks_like_real_bot_token};
 
 use crate::headers;
 use crate::http::{self, Body, Method, Request, Response};
@@ -102,7 +103,13 @@ impl<'a, S: Store> App<'a, S> {
             })
             .collect();
         params.push(format!("lang={}", lang.other().code()));
-        let switch_url = format!("{route}?{}", params.join("&"));
+        // The Telegram callback's query is a one-time sign-in payload: the other
+        // language of that page is /me, not a link that carries the payload.
+        let switch_url = if route == "/login/telegram/callback" {
+            format!("/me?lang={}", lang.other().code())
+        } else {
+            format!("{route}?{}", params.join("&"))
+        };
         let handler = Handler {
             app: self,
             page: PageLang { lang, switch_url },
@@ -131,6 +138,20 @@ impl<'a, S: Store> App<'a, S> {
     }
 }
 
+/// The answer to every request when the compiled-in site configuration or templates
+/// cannot be loaded (so no page can be rendered): a plain-text 503 with the same
+/// security and caching headers as every other response.
+pub fn site_broken(req: &Request) -> Response {
+    let resp = Response::new(
+        503,
+        Body::Text(
+            "The site is misconfigured; the administrator sees the error in the log.".into(),
+        ),
+    )
+    .with_header("retry-after", "300");
+    finish(resp, !req.is_local_http(), false)
+}
+
 /// One request being handled: the app plus the language the answer is in.
 struct Handler<'h, 'a, S: Store> {
     app: &'h App<'a, S>,
@@ -151,7 +172,9 @@ impl<S: Store> Handler<'_, '_, S> {
         match (route, req.method) {
             ("/login", Get | Head) => self.login_page(req),
             ("/login", Post) => self.login(req).await,
-            ("/login/telegram/callback", Get | Head) => self.telegram_callback(req).await,
+            ("/login/telegram/callback", Get) => self.telegram_callback(req).await,
+            // A HEAD (a link checker, a preview bot) must not use a payload up or sign in.
+            ("/login/telegram/callback", Head) => Response::new(200, Body::Empty),
             ("/me", Get | Head) => self.me(req).await,
             (path, Get | Head) if path.starts_with("/me/videos/") => {
                 let id = &path["/me/videos/".len()..];
@@ -160,6 +183,7 @@ impl<S: Store> Handler<'_, '_, S> {
                     _ => self.not_found(),
                 }
             }
+            ("/me/telegram/start", Post) => self.start_telegram_link(req).await,
             ("/me/telegram/link", Post) => self.link_telegram(req).await,
             ("/me/telegram/unlink", Post) => self.unlink_telegram(req).await,
             ("/logout", Get | Head) => self.page(200, self.pages.logout(&self.page)),
@@ -171,7 +195,7 @@ impl<S: Store> Handler<'_, '_, S> {
             ("/login/telegram/callback" | "/dev/telegram", _) => self
                 .error_page(405, "method")
                 .with_header("allow", "GET, HEAD"),
-            ("/me/telegram/link" | "/me/telegram/unlink", _) => {
+            ("/me/telegram/start" | "/me/telegram/link" | "/me/telegram/unlink", _) => {
                 self.error_page(405, "method").with_header("allow", "POST")
             }
             _ => self.not_found(),
@@ -220,12 +244,13 @@ impl<S: Store> Handler<'_, '_, S> {
                 return self.page_with(503, "errors.unavailable_title", "errors.retry_text");
             }
         };
+        let lifetime = settings.session_ttl_secs.min(settings.session_max_secs);
         let claims = SessionClaims {
             session_id,
             user_id,
             method,
             issued_at: self.now,
-            expires_at: self.now + settings.session_ttl_secs,
+            expires_at: self.now + lifetime,
         };
         let row = NewSession {
             row_key: claims.row_key(),
@@ -246,7 +271,7 @@ impl<S: Store> Handler<'_, '_, S> {
         }
         Response::see_other(location).with_header(
             "set-cookie",
-            cookie_header(req, &keys.sign(&claims), settings.session_ttl_secs),
+            cookie_header(req, &keys.sign(&claims), lifetime),
         )
     }
 
@@ -264,14 +289,24 @@ impl<S: Store> Handler<'_, '_, S> {
             Ok(None) => return Ok(SessionCheck::Invalid),
             Err(e) => return Err(self.unavailable(&e)),
         };
-        if row.user_id != verified.claims.user_id || row.expires_at <= self.now || row.user_disabled
+        // Over when idle too long, when older than the absolute lifetime however often it
+        // was used, or when the account is disabled.
+        let ends_at = row.created_at.saturating_add(settings.session_max_secs);
+        if row.user_id != verified.claims.user_id
+            || row.expires_at <= self.now
+            || ends_at <= self.now
+            || row.user_disabled
         {
             return Ok(SessionCheck::Invalid);
         }
         let mut claims = verified.claims;
         let mut renewed = None;
-        if verified.needs_resigning || self.now - claims.issued_at >= RENEW_AFTER_SECS {
-            let expires_at = self.now + settings.session_ttl_secs;
+        let expires_at = (self.now + settings.session_ttl_secs).min(ends_at);
+        // Slides at most hourly, never past the absolute end; a cookie signed under the
+        // previous key is re-signed under the current one whenever it is seen.
+        if verified.needs_resigning
+            || (self.now - claims.issued_at >= RENEW_AFTER_SECS && expires_at > row.expires_at)
+        {
             match self.store.extend_session(&row_key, expires_at).await {
                 Ok(()) => {
                     claims.issued_at = self.now;
@@ -279,7 +314,7 @@ impl<S: Store> Handler<'_, '_, S> {
                     renewed = Some(cookie_header(
                         req,
                         &keys.sign(&claims),
-                        settings.session_ttl_secs,
+                        expires_at - self.now,
                     ));
                 }
                 // Renewal is a convenience: the session is still valid without it.

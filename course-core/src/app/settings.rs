@@ -4,6 +4,8 @@ use crate::telegram::DEFAULT_MAX_AGE_SECS;
 
 /// Default lifetime of an idle session.
 pub const DEFAULT_SESSION_TTL_DAYS: i64 = 30;
+/// Default absolute lifetime of a session, however often it is used.
+pub const DEFAULT_SESSION_MAX_DAYS: i64 = 90;
 /// Failed password attempts per account per window before logins are refused.
 pub const DEFAULT_MAX_FAILURES_PER_ACCOUNT: i64 = 5;
 /// Failed password attempts per client address per window (higher: students share
@@ -17,6 +19,9 @@ pub const DEFAULT_THROTTLE_WINDOW_SECS: i64 = 15 * 60;
 pub struct Settings {
     /// Idle lifetime of a session in seconds (`SESSION_TTL_DAYS`).
     pub session_ttl_secs: i64,
+    /// Absolute lifetime of a session in seconds, counted from sign-in
+    /// (`SESSION_MAX_DAYS`): renewal never moves a session past it.
+    pub session_max_secs: i64,
     /// The bot's token (`TELEGRAM_BOT_TOKEN`, a secret); none = Telegram sign-in off.
     pub telegram_bot_token: Option<String>,
     /// Oldest accepted `auth_date` (`TELEGRAM_AUTH_MAX_AGE_SECS`).
@@ -63,6 +68,12 @@ impl Settings {
                 "SESSION_TTL_DAYS",
                 DEFAULT_SESSION_TTL_DAYS,
                 1..=400,
+                "days",
+            )? * 86_400,
+            session_max_secs: number(
+                "SESSION_MAX_DAYS",
+                DEFAULT_SESSION_MAX_DAYS,
+                1..=3_650,
                 "days",
             )? * 86_400,
             telegram_bot_token: text("TELEGRAM_BOT_TOKEN"),
@@ -113,6 +124,7 @@ mod tests {
     fn defaults() {
         let s = from(&[]).unwrap();
         assert_eq!(s.session_ttl_secs, 30 * 86_400);
+        assert_eq!(s.session_max_secs, 90 * 86_400);
         assert_eq!(s.telegram_max_age_secs, 600);
         assert!(!s.dev_telegram_login);
         assert_eq!(s.max_failures_per_account, 5);
@@ -136,6 +148,15 @@ mod tests {
                 .contains("SESSION_TTL_DAYS")
         );
         assert!(from(&[("SESSION_TTL_DAYS", "x")]).is_err());
+        assert_eq!(
+            from(&[("SESSION_MAX_DAYS", "7")]).unwrap().session_max_secs,
+            7 * 86_400
+        );
+        assert!(
+            from(&[("SESSION_MAX_DAYS", "0")])
+                .unwrap_err()
+                .contains("SESSION_MAX_DAYS")
+        );
         assert!(
             from(&[("TELEGRAM_AUTH_MAX_AGE_SECS", "999999")])
                 .unwrap_err()

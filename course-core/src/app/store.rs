@@ -32,8 +32,12 @@ pub struct TelegramAccount {
 pub struct StoredSession {
     /// Owner.
     pub user_id: i64,
+    /// When the session began (Unix seconds): the absolute lifetime counts from here.
+    pub created_at: i64,
     /// Expiry (Unix seconds).
     pub expires_at: i64,
+    /// An account link the student started on /me in this session, if still pending.
+    pub link_intent: Option<LinkIntent>,
     /// The owner's display name (or e-mail).
     pub user_name: String,
     /// True when the owner has been disabled since.
@@ -44,6 +48,48 @@ pub struct StoredSession {
     pub has_password: bool,
     /// The owner's Boomstream access code, once the sync has made one.
     pub access_code: Option<String>,
+}
+
+/// A link to another sign-in method, started by the student on /me (`sessions.link_intent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkIntent {
+    /// What is being linked.
+    pub kind: LinkKind,
+    /// Until when (Unix seconds) the callback may offer the link.
+    pub expires_at: i64,
+}
+
+/// The sign-in methods a student can link to their account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A Telegram account.
+    Telegram,
+}
+
+impl LinkKind {
+    /// The value stored in `sessions.link_intent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Telegram => "telegram",
+        }
+    }
+
+    /// Reads a stored value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "telegram" => Some(LinkKind::Telegram),
+            _ => None,
+        }
+    }
+}
+
+impl StoredSession {
+    /// True while the student's intent to link `kind` (started on /me) is pending.
+    pub fn intends(&self, kind: LinkKind, now: i64) -> bool {
+        self.link_intent
+            .as_ref()
+            .is_some_and(|i| i.kind == kind && i.expires_at > now)
+    }
 }
 
 /// A new session row.
@@ -91,15 +137,25 @@ pub struct ProgressInfo {
     pub updated_at: i64,
 }
 
-/// Failed password attempts counted under one throttle key in the current window.
+/// Password attempts counted under one throttle key in the current window: the failed
+/// ones, and those reserved by attempts still being verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureWindow {
     /// The throttle key (a hash of the account or client address).
     pub key: String,
     /// When the window started (Unix seconds).
     pub window_start: i64,
-    /// Failures in it.
+    /// Attempts counted in it, this one included.
     pub failures: i64,
+}
+
+/// What a password attempt starts from: its reservation and the account.
+#[derive(Debug, Clone)]
+pub struct LoginAttempt {
+    /// The windows of the throttle keys after counting this attempt.
+    pub windows: Vec<FailureWindow>,
+    /// The account with the e-mail, if any.
+    pub user: Option<LoginUser>,
 }
 
 /// The outcome of linking a Telegram account.
@@ -114,8 +170,6 @@ pub enum LinkOutcome {
 /// What the routes need from the database. Every method is one small query or batch.
 #[allow(async_fn_in_trait)] // single-threaded (wasm) callers; no Send bound wanted
 pub trait Store {
-    /// The account with this (normalised) e-mail.
-    async fn user_for_login(&self, email: &str) -> Result<Option<LoginUser>, StoreError>;
     /// The account linked to this Telegram id.
     async fn user_by_telegram(
         &self,
@@ -129,6 +183,9 @@ pub trait Store {
     async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError>;
     /// Moves a session's expiry.
     async fn extend_session(&self, row_key: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Records on a session that its student asked to link `intent.kind` (replacing any
+    /// earlier intent).
+    async fn start_link(&self, row_key: &str, intent: &LinkIntent) -> Result<(), StoreError>;
     /// Deletes a session (logout).
     async fn delete_session(&self, row_key: &str) -> Result<(), StoreError>;
     /// All videos in course order, with whether this user has a grant.
@@ -143,24 +200,30 @@ pub trait Store {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError>;
-    /// Links a Telegram id to an account unless another account has it.
+    /// Links a Telegram id to an account unless another account has it, and ends the
+    /// session's link intent (`row_key`) either way.
     async fn link_telegram(
         &self,
         user_id: i64,
         telegram_id: i64,
+        row_key: &str,
     ) -> Result<LinkOutcome, StoreError>;
     /// Removes the Telegram id from an account.
     async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError>;
-    /// The current failure windows of these throttle keys.
-    async fn login_failures(&self, keys: &[String]) -> Result<Vec<FailureWindow>, StoreError>;
-    /// Counts one failure under each key: in the current window, or in a new one
-    /// starting `now` when the old one is older than `window_secs`.
-    async fn record_login_failure(
+    /// Starts a password attempt in one round trip: counts it under each throttle key
+    /// atomically (in the current window, or a new one starting `now` when the old one
+    /// is older than `window_secs`) and returns the counts together with the account of
+    /// `email`. Because the count is taken before the password is verified, attempts
+    /// arriving at once cannot all pass the check.
+    async fn reserve_login(
         &self,
+        email: &str,
         keys: &[String],
         now: i64,
         window_secs: i64,
-    ) -> Result<(), StoreError>;
-    /// Forgets the failures under a key (after a successful login).
-    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+    ) -> Result<LoginAttempt, StoreError>;
+    /// Gives back the reservation of an attempt that was not a failed guess: forgets
+    /// `forget`'s count (the account, after a successful login) and takes one off each
+    /// of `uncount` (the client address; or every key, for an attempt refused unverified).
+    async fn release_login(&self, forget: &[String], uncount: &[String]) -> Result<(), StoreError>;
 }

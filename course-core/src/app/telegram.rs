@@ -1,11 +1,33 @@
 //! Telegram sign-in (Login Widget redirect), linking and unlinking, and the local
 //! development page that signs a payload with the local bot token.
 
-use super::{Current, Handler, LinkOutcome, SessionCheck, Store, with_renewal};
+use super::{
+    Current, Handler, LinkIntent, LinkKind, LinkOutcome, SessionCheck, Store, with_renewal,
+};
 use crate::http::{self, Request, Response};
 use crate::pages::LinkTelegramView;
 use crate::session::AuthMethod;
 use crate::telegram::{self, Rejection, TelegramLogin};
+
+/// How long after pressing "link Telegram" on /me the Telegram callback may offer to
+/// link: as long as a widget payload stays fresh by default.
+pub const LINK_INTENT_SECS: i64 = 600;
+
+/// True for a token shaped like a real one from BotFather (`<bot id>:<35 characters>`,
+/// bot ids of 8 to 10 digits today). The local stand-in that setup writes
+/// (`000000:local-…`) is not.
+pub fn looks_like_real_bot_token(token: &str) -> bool {
+    let Some((id, secret)) = token.trim().split_once(':') else {
+        return false;
+    };
+    id.len() >= 7
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (30..=64).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !secret.starts_with("local-")
+}
 
 impl<S: Store> Handler<'_, '_, S> {
     /// Verifies a widget payload: signature and freshness. Any failure is the
@@ -43,9 +65,11 @@ impl<S: Store> Handler<'_, '_, S> {
 
     pub(super) async fn telegram_callback(&self, req: &Request) -> Response {
         let payload = req.query.as_deref().unwrap_or("");
-        // Arriving signed in, this is a request to link the Telegram account. The
-        // callback is a GET that any site can open in the student's browser, so linking
-        // waits for a same-origin POST from the confirmation page.
+        // Arriving signed in, this may be the second step of linking that the student
+        // started on /me. The callback is a GET that any site can open in the student's
+        // browser with a payload of its own, so it only ever shows a confirmation, and
+        // only while the student's intent is pending; linking waits for a same-origin
+        // POST from that page.
         match self.check_session(req).await {
             Ok(SessionCheck::Valid(current)) => return self.confirm_link(&current, payload).await,
             Ok(_) => {}
@@ -75,12 +99,16 @@ impl<S: Store> Handler<'_, '_, S> {
         if current.row.telegram_id == Some(login.id) {
             return with_renewal(Response::see_other("/me"), current);
         }
+        if !current.row.intends(LinkKind::Telegram, self.now) {
+            return with_renewal(self.error_page(403, "telegram_link_not_started"), current);
+        }
         if let Some(refusal) = self.link_refusal(current, login.id).await {
             return refusal;
         }
         let view = LinkTelegramView {
             student_name: current.row.user_name.clone(),
             telegram_name: login.display_name(),
+            telegram_username: login.username.clone(),
             telegram_id: login.id,
             payload: payload.to_owned(),
         };
@@ -110,12 +138,41 @@ impl<S: Store> Handler<'_, '_, S> {
         self.error_page(409, "telegram_taken")
     }
 
-    /// `POST /me/telegram/link`: the confirmed link (same-origin, checked like every POST).
+    /// `POST /me/telegram/start`: the student asks to link a Telegram account. Recorded
+    /// on their session for [`LINK_INTENT_SECS`]; /me then shows the Telegram widget.
+    pub(super) async fn start_telegram_link(&self, req: &Request) -> Response {
+        let current = match self.require_session(req, "/me").await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        };
+        if current.row.telegram_id.is_some() {
+            return with_renewal(self.error_page(409, "telegram_other_linked"), &current);
+        }
+        let intent = LinkIntent {
+            kind: LinkKind::Telegram,
+            expires_at: self.now + LINK_INTENT_SECS,
+        };
+        let resp = match self
+            .store
+            .start_link(&current.claims.row_key(), &intent)
+            .await
+        {
+            Ok(()) => Response::see_other("/me#telegram-heading"),
+            Err(e) => self.unavailable(&e),
+        };
+        with_renewal(resp, &current)
+    }
+
+    /// `POST /me/telegram/link`: the confirmed link (same-origin, checked like every
+    /// POST), only while the intent started on /me is pending.
     pub(super) async fn link_telegram(&self, req: &Request) -> Response {
         let current = match self.require_session(req, "/me").await {
             Ok(c) => c,
             Err(resp) => return resp,
         };
+        if !current.row.intends(LinkKind::Telegram, self.now) {
+            return with_renewal(self.error_page(403, "telegram_link_not_started"), &current);
+        }
         let fields = match http::parse_form(req.header("content-type"), &req.body) {
             Ok(f) => f,
             Err(e) => return self.bad_form(&e),
@@ -130,7 +187,7 @@ impl<S: Store> Handler<'_, '_, S> {
         }
         let resp = match self
             .store
-            .link_telegram(current.claims.user_id, login.id)
+            .link_telegram(current.claims.user_id, login.id, &current.claims.row_key())
             .await
         {
             Ok(LinkOutcome::Linked) => Response::see_other("/me"),
@@ -175,6 +232,13 @@ impl<S: Store> Handler<'_, '_, S> {
         let Some(token) = settings.telegram_bot_token.as_deref() else {
             return self.error_page(503, "dev_no_token");
         };
+        // What this page signs with a real bot's token would sign in on the real site.
+        if looks_like_real_bot_token(token) {
+            (self.log)(
+                "/dev/telegram refused: TELEGRAM_BOT_TOKEN looks like a real BotFather token; use a local stand-in in .dev.vars",
+            );
+            return self.error_page(503, "dev_real_token");
+        }
         let id = req.query_param("id").filter(|s| !s.is_empty());
         let Some(id) = id else {
             return self.page(200, self.pages.dev_telegram(&self.page));
@@ -192,5 +256,31 @@ impl<S: Store> Handler<'_, '_, S> {
             .chain(std::iter::once(format!("hash={hash}")))
             .collect();
         Response::see_other(&format!("/login/telegram/callback?{}", query.join("&")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_bot_tokens_are_told_from_local_stand_ins() {
+        for real in [
+            "1234567890:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1",
+            "12345678:AAE-abcdefghijklmnopqrstuvwxyz_0123",
+            " 7012345678:AAGx_yQ0l2c3d4e5f6g7h8i9j0k1l2m3n4o ",
+        ] {
+            assert!(looks_like_real_bot_token(real), "{real}");
+        }
+        for stand_in in [
+            "000000:local-3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "1234567890:local-abcdefghijklmnopqrstuvwxyz01234567",
+            "123456:TEST-token-for-the-route-tests",
+            "123456:e2e-test-token-for-the-local-widget",
+            "no-colon",
+            "",
+        ] {
+            assert!(!looks_like_real_bot_token(stand_in), "{stand_in}");
+        }
     }
 }
