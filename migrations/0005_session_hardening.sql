@@ -15,3 +15,7 @@ END;
 -- only while it is set, and linking clears it.
 ALTER TABLE sessions ADD COLUMN link_intent TEXT CHECK (link_intent IN ('telegram'));
 ALTER TABLE sessions ADD COLUMN link_intent_expires_at INTEGER;
+
+-- Accounts disabled before this trigger existed kept their session rows (they only
+-- stopped working while disabled): end them now, so re-enabling never revives them.
+DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE disabled_at IS NOT NULL);
