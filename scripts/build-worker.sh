@@ -4,13 +4,18 @@
 # compiles the worker to wasm with the size-tuned profile, so that templates, texts and
 # configuration never go out of step between the two.
 # SKIP_WORKER_BUILD=1 reuses an existing build (the tests build once, then start
-# several workerd instances).
+# several workerd instances; the sync workflow builds in a step without secrets and then
+# deploys). GENERATOR_BIN runs an already built generator instead of `cargo run`.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 if [ "${SKIP_WORKER_BUILD:-}" = 1 ] && [ -f edge-worker/build/index.js ] && [ -f dist/index.html ]; then
   exit 0
 fi
-cargo run --quiet -p generator -- build --out dist
+if [ -n "${GENERATOR_BIN:-}" ]; then
+  "$GENERATOR_BIN" build --out dist
+else
+  cargo run --quiet -p generator -- build --out dist
+fi
 cd edge-worker
 exec worker-build --profile wasm-release

@@ -127,6 +127,9 @@ struct VideoRow {
     granted_to: &'static [i64],
 }
 
+/// A change made to the store from outside a request (an admin, another request).
+type StoreChange = Box<dyn FnOnce(&MemStore)>;
+
 /// A `Store` over vectors that behaves like the D1 queries of `edge-worker/src/store.rs`:
 /// sessions keyed by row key and joined to users, used Telegram hashes pruned by expiry,
 /// login failures counted per key in fixed windows.
@@ -153,6 +156,9 @@ struct MemStore {
     fail_ops: RefCell<Vec<&'static str>>,
     /// Operations called, in order.
     calls: RefCell<Vec<&'static str>>,
+    /// Run once after the next `reserve_login` answers: an admin's change landing while
+    /// the password is being verified.
+    after_reserve: RefCell<Option<StoreChange>>,
 }
 
 impl MemStore {
@@ -245,6 +251,7 @@ impl MemStore {
             method: AuthMethod::Password,
             created_at: NOW,
             expires_at,
+            verified_hash: None,
         });
     }
 
@@ -301,26 +308,47 @@ impl Store for MemStore {
             }))
     }
 
-    async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
         yield_once().await;
         self.op("set_password_hash")?;
-        if let Some(u) = self.users.borrow_mut().iter_mut().find(|u| u.id == user_id) {
-            u.password_hash = Some(hash.to_owned());
+        // As D1's `UPDATE … WHERE id = ? AND password_hash = ?old`.
+        match self.users.borrow_mut().iter_mut().find(|u| u.id == user_id) {
+            Some(u) if u.password_hash.as_deref() == Some(old) => {
+                u.password_hash = Some(new.to_owned());
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        Ok(())
     }
 
-    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+    async fn create_session(&self, session: &NewSession) -> Result<bool, StoreError> {
         yield_once().await;
         self.op("create_session")?;
         let mut rows = self.sessions.borrow_mut();
         rows.retain(|r| r.expires_at > session.created_at);
+        // As D1's `INSERT … SELECT … WHERE EXISTS (enabled user [with the verified hash])`.
+        let allowed = self.users.borrow().iter().any(|u| {
+            u.id == session.user_id
+                && !u.disabled
+                && session
+                    .verified_hash
+                    .as_ref()
+                    .is_none_or(|h| u.password_hash.as_ref() == Some(h))
+        });
+        if !allowed {
+            return Ok(false);
+        }
         assert!(
             rows.iter().all(|r| r.row_key != session.row_key),
             "duplicate session key"
         );
         rows.push(session.clone());
-        Ok(())
+        Ok(true)
     }
 
     async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError> {
@@ -376,6 +404,13 @@ impl Store for MemStore {
         if self.sessions.borrow().iter().any(|r| r.row_key == row_key) {
             intents.push((row_key.to_owned(), intent.clone()));
         }
+        Ok(())
+    }
+
+    async fn end_link(&self, row_key: &str) -> Result<(), StoreError> {
+        yield_once().await;
+        self.op("end_link")?;
+        self.intents.borrow_mut().retain(|(k, _)| k != row_key);
         Ok(())
     }
 
@@ -443,21 +478,26 @@ impl Store for MemStore {
         // One batch: the guarded UPDATE, the intent ended, the owner read back.
         self.intents.borrow_mut().retain(|(k, _)| k != row_key);
         let mut users = self.users.borrow_mut();
-        let owner = users
-            .iter()
-            .find(|u| u.telegram_id == Some(telegram_id))
-            .map(|u| u.id);
-        if owner.is_some_and(|o| o != user_id) {
-            return Ok(LinkOutcome::TakenByOther);
-        }
-        if owner.is_none()
+        let owner = |users: &[UserRow]| {
+            users
+                .iter()
+                .find(|u| u.telegram_id == Some(telegram_id))
+                .map(|u| u.id)
+        };
+        if owner(&users).is_none()
             && let Some(u) = users
                 .iter_mut()
                 .find(|u| u.id == user_id && u.telegram_id.is_none())
         {
             u.telegram_id = Some(telegram_id);
         }
-        Ok(LinkOutcome::Linked)
+        // Read back, as D1's batch does: linked only if this account has it now (an
+        // account that already had another id stays as it was: taken).
+        Ok(if owner(&users) == Some(user_id) {
+            LinkOutcome::Linked
+        } else {
+            LinkOutcome::TakenByOther
+        })
     }
 
     async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError> {
@@ -511,6 +551,10 @@ impl Store for MemStore {
                 password_hash: u.password_hash.clone(),
                 disabled: u.disabled,
             });
+        drop(windows);
+        if let Some(change) = self.after_reserve.borrow_mut().take() {
+            change(self);
+        }
         Ok(LoginAttempt {
             windows: counted,
             user,
@@ -1359,6 +1403,71 @@ fn failed_rehash_is_logged_and_login_still_succeeds() {
         site.logs(),
         ["rehash for user 3 not saved: simulated failure in set_password_hash"]
     );
+}
+
+/// An admin's change that lands while a password is being verified wins over the login:
+/// no session is stored and the account keeps what the admin set.
+#[test]
+fn changes_during_verification_win_over_the_login() {
+    let new_hash = password::hash("set by the admin").unwrap();
+    type Change = fn(&mut UserRow, &str);
+    let cases: [(&str, &str, &str, Change); 4] = [
+        ("disabled", ANNA, PASSWORD, |u, _| u.disabled = true),
+        ("new password", ANNA, PASSWORD, |u, h| {
+            u.password_hash = Some(h.to_owned())
+        }),
+        // `set-password --sign-out-everywhere` on an account with an outdated hash: the
+        // rehash must not put the old password back.
+        (
+            "new password, outdated hash",
+            WEAK,
+            WEAK_PASSWORD,
+            |u, h| u.password_hash = Some(h.to_owned()),
+        ),
+        ("disabled, outdated hash", WEAK, WEAK_PASSWORD, |u, _| {
+            u.disabled = true
+        }),
+    ];
+    for (what, email, pw, change) in cases {
+        let site = Site::new();
+        let h = new_hash.clone();
+        *site.store.after_reserve.borrow_mut() = Some(Box::new(move |store: &MemStore| {
+            let mut users = store.users.borrow_mut();
+            change(users.iter_mut().find(|u| u.email == email).unwrap(), &h)
+        }));
+        let resp = site.login(email, pw);
+        assert_page(&resp, 401, LOGIN_FAILED);
+        assert_no_cookie(&resp);
+        assert!(site.store.rows().is_empty(), "{what}: a session was stored");
+        let id = if email == ANNA { ANNA_ID } else { 3 };
+        let stored = site.store.password_hash(id).unwrap();
+        if what.starts_with("new password") {
+            assert_eq!(
+                stored, new_hash,
+                "{what}: the admin's password was replaced"
+            );
+        } else if email == WEAK {
+            // Disabled meanwhile: the rehash of the same password may land; it is harmless.
+            assert!(password::verify(WEAK_PASSWORD, &stored), "{what}");
+        }
+    }
+}
+
+/// The answer when the compiled-in site cannot load: 503, plain text, retry later, and
+/// the same security and caching headers as every page (HSTS only off loopback http).
+#[test]
+fn a_broken_site_answers_503_with_the_security_headers() {
+    for (req, hsts) in [(https(get("/me")), true), (local(get("/me")), false)] {
+        let resp = course_core::app::site_broken(&req);
+        assert_eq!(resp.status, 503);
+        assert_eq!(
+            resp.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(resp.header("retry-after"), Some("300"));
+        assert_eq!(resp.header("cache-control"), Some("no-store"));
+        assert_security_headers(&resp, hsts, "strict-origin-when-cross-origin");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2268,6 +2377,38 @@ fn one_address_failing_across_accounts_is_throttled_alone() {
     }
 }
 
+/// With Cloudflare's pseudo-IPv4 on, `cf-connecting-ip` of an IPv6 client is a made-up
+/// IPv4 address; the real one is in `cf-connecting-ipv6`, and that is what is counted.
+#[test]
+fn ipv6_clients_are_counted_by_cf_connecting_ipv6() {
+    let site = Site::with_env(&[("LOGIN_MAX_FAILURES_PER_ADDRESS", "3")]);
+    let from = |pseudo: &str, v6: &str, email: &str, pw: &str| {
+        site.handle(&with_headers(
+            login_request(email, pw),
+            &[("cf-connecting-ip", pseudo), ("cf-connecting-ipv6", v6)],
+        ))
+    };
+    for (i, email) in ["a@example.com", "b@example.com", "c@example.com"]
+        .iter()
+        .enumerate()
+    {
+        // A new pseudo address and a new host in the same /64 every time.
+        let resp = from(
+            &format!("240.0.0.{i}"),
+            &format!("2001:db8:5:6::{i}"),
+            email,
+            "wrong",
+        );
+        assert_page(&resp, 401, LOGIN_FAILED);
+    }
+    site.assert_throttled(
+        &from("240.0.0.9", "2001:db8:5:6::9", ANNA, PASSWORD),
+        900,
+        15,
+    );
+    assert_redirect(&from("240.0.0.9", "2001:db8:5:7::1", ANNA, PASSWORD), "/me");
+}
+
 #[test]
 fn throttle_limits_and_window_come_from_settings() {
     let site = Site::with_env(&[
@@ -2720,6 +2861,49 @@ fn linking_someone_elses_telegram_is_409_and_changes_nothing() {
     assert_eq!(site.store.telegram_id(NO_PASSWORD_ID), Some(TG_NO_PASSWORD));
     assert_eq!(site.store.rows().len(), 1);
     assert!(site.me_html(&cookie).contains("Анна Петрова"));
+}
+
+/// Each intent is used once: a link POST refused past the intent check (a bad payload,
+/// another account's Telegram) ends it, so a second try needs a new start on /me.
+#[test]
+fn a_refused_link_post_ends_the_intent() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    let bad_payloads = [
+        "id=1".to_owned(),                  // unsigned
+        payload(TG_NO_PASSWORD, NOW),       // someone else's Telegram
+        payload(TG_FREE, NOW - 2 * 86_400), // expired
+    ];
+    for bad in &bad_payloads {
+        assert_redirect(&site.start_link(&cookie), START_LINKED);
+        let resp = site.confirm_link(&cookie, bad);
+        assert!(matches!(resp.status, 403 | 409), "{bad}: {resp:?}");
+        assert_page(
+            &site.confirm_link(&cookie, &payload(TG_FREE, NOW + 2)),
+            403,
+            NOT_STARTED,
+        );
+        assert_eq!(site.store.telegram_id(ANNA_ID), None, "{bad}");
+    }
+    // A fresh start still links.
+    assert_redirect(&site.start_link(&cookie), START_LINKED);
+    assert_redirect(
+        &site.confirm_link(&cookie, &payload(TG_FREE, NOW + 3)),
+        "/me",
+    );
+    assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
+}
+
+/// The test double answers like D1's batch: an account that already has another
+/// Telegram id is not relinked, and the answer says so.
+#[test]
+fn linking_an_account_that_has_another_telegram_id_is_taken() {
+    let site = Site::new();
+    site.store.set_telegram_id(ANNA_ID, Some(TG_FREE));
+    let outcome =
+        pollster::block_on(site.store.link_telegram(ANNA_ID, 6_100_000_002, "no row")).unwrap();
+    assert_eq!(outcome, LinkOutcome::TakenByOther);
+    assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
 }
 
 #[test]

@@ -80,10 +80,20 @@ struct IdRow {
 }
 
 #[derive(Deserialize)]
+struct KeyRow {
+    #[allow(dead_code)] // only its presence matters
+    id: String,
+}
+
+#[derive(Deserialize)]
 struct HashRow {
     #[allow(dead_code)] // only its presence matters
     hash: String,
 }
+
+/// Ends a session's link intent (`?1`: the row key).
+const END_INTENT: &str =
+    "UPDATE sessions SET link_intent = NULL, link_intent_expires_at = NULL WHERE id = ?1";
 
 impl D1Store {
     pub(crate) fn new(db: worker::Result<D1Database>) -> Self {
@@ -158,30 +168,52 @@ impl Store for D1Store {
         }))
     }
 
-    async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
-        self.run(
-            "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-            &[num(user_id), hash.into()],
-        )
-        .await
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        // Compare-and-set: a password set by an admin while this one was being verified
+        // stays.
+        let row: Option<IdRow> = self
+            .first(
+                "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2 RETURNING id",
+                &[num(user_id), old.into(), new.into()],
+            )
+            .await?;
+        Ok(row.is_some())
     }
 
-    async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
+    async fn create_session(&self, s: &NewSession) -> Result<bool, StoreError> {
         let prune = self.statement(
             "DELETE FROM sessions WHERE expires_at <= ?1",
             &[num(s.created_at)],
         )?;
+        // Only while the account is enabled and (for a password sign-in) still has the
+        // hash that was verified: a disable or password change landing during the
+        // verification wins.
         let insert = self.statement(
-            "INSERT INTO sessions (id, user_id, auth_method, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO sessions (id, user_id, auth_method, created_at, expires_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 \
+             AND disabled_at IS NULL AND (?6 IS NULL OR password_hash IS ?6)) RETURNING id",
             &[
                 s.row_key.as_str().into(),
                 num(s.user_id),
                 s.method.as_str().into(),
                 num(s.created_at),
                 num(s.expires_at),
+                s.verified_hash
+                    .as_deref()
+                    .map_or(JsValue::NULL, JsValue::from),
             ],
         )?;
-        self.batch(vec![prune, insert]).await
+        let results = self.batch_results(vec![prune, insert]).await?;
+        let inserted = match results.get(1) {
+            Some(r) => r.results::<KeyRow>().map_err(err)?.len(),
+            None => 0,
+        };
+        Ok(inserted == 1)
     }
 
     async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError> {
@@ -301,6 +333,10 @@ impl Store for D1Store {
         Ok(!inserted.is_empty())
     }
 
+    async fn end_link(&self, row_key: &str) -> Result<(), StoreError> {
+        self.run(END_INTENT, &[row_key.into()]).await
+    }
+
     async fn link_telegram(
         &self,
         user_id: i64,
@@ -314,10 +350,7 @@ impl Store for D1Store {
              AND NOT EXISTS (SELECT 1 FROM users WHERE telegram_id = ?2)",
             &[num(user_id), num(telegram_id)],
         )?;
-        let end_intent = self.statement(
-            "UPDATE sessions SET link_intent = NULL, link_intent_expires_at = NULL WHERE id = ?1",
-            &[row_key.into()],
-        )?;
+        let end_intent = self.statement(END_INTENT, &[row_key.into()])?;
         let owner = self.statement(
             "SELECT id FROM users WHERE telegram_id = ?1",
             &[num(telegram_id)],

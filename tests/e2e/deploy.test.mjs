@@ -31,6 +31,14 @@ test('the sync workflow migrates, syncs and deploys in that order, one run at a 
   const sync = text.indexOf('sync --d1 remote');
   const deploy = text.indexOf('npx wrangler deploy');
   assert.ok(migrate > 0 && migrate < sync && sync < deploy);
+  // Compiled only in steps without secrets; the steps with tokens run what was built.
+  const buildGenerator = text.indexOf('cargo build --release --locked -p generator');
+  const buildSite = text.indexOf('run: bash scripts/build-worker.sh');
+  assert.ok(buildGenerator > 0 && buildGenerator < sync && sync < buildSite && buildSite < deploy);
+  assert.match(text, /\.\/target\/release\/generator sync --d1 remote/);
+  assert.doesNotMatch(text, /cargo run/);
+  const deployStep = text.slice(text.lastIndexOf('- name:', deploy), deploy);
+  assert.match(deployStep, /SKIP_WORKER_BUILD: "1"/);
   assert.match(text, /cron: "17 /);
   assert.match(text, /cancel-in-progress: false/);
   assert.match(text, /workflow_dispatch/);

@@ -6,6 +6,9 @@ import { form, hashPassword, sessionCookie, sql, startWorker } from './harness.m
 
 const PASSWORD = 'правильный пароль 1';
 const LOGIN_FAILED = 'Неверный e-mail или пароль.';
+/** Argon2id of "pw" with m=8, t=1, p=1: verifies, but is below the current parameters. */
+const WEAK_HASH =
+  '$argon2id$v=19$m=8,t=1,p=1$o93/LEtizTqTIculmTM2zQ$NvRgsehLDmAhmVcQwmsXjIaWIGgNkYg9snJEnlv5a04';
 
 let w;
 
@@ -21,6 +24,7 @@ before(async () => {
       (2, 'off@example.com', ${sql(hash)}, 'Отключённый');
     UPDATE users SET disabled_at = unixepoch() WHERE id = 2;
     INSERT INTO users (id, telegram_id, name) VALUES (3, 5000000001, 'Только Telegram');
+    INSERT INTO users (id, email, password_hash, name) VALUES (4, 'old@example.com', ${sql(WEAK_HASH)}, 'Старый хеш');
     INSERT INTO grants (user_id, video_id, source) VALUES (1, 'intro', 'stepik'), (1, 'two', 'manual');
   `);
 });
@@ -107,6 +111,15 @@ describe('login', () => {
     assert.equal(res.status, 403);
     assert.match(await res.text(), /отключена/);
     assert.equal(sessionCookie(res), undefined);
+  });
+
+  test('an outdated hash is replaced at login, compare-and-set, and the session binds to the new one', async () => {
+    const res = await login({ email: 'old@example.com', password: 'pw' });
+    assert.equal(res.status, 303);
+    const [{ password_hash: stored }] = w.d1(`SELECT password_hash FROM users WHERE id = 4`);
+    assert.notEqual(stored, WEAK_HASH);
+    assert.match(stored, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    assert.equal((await me(sessionCookie(res))).status, 200);
   });
 
   test('next: same-site path honoured, off-site ignored', async () => {

@@ -22,10 +22,17 @@ fn throttle_keys(email: &str, client_address: Option<&str>) -> (String, Option<S
 
 /// The unit an address is counted in: an IPv4 address itself; for IPv6 its /64, the
 /// block one subscriber gets (a single host can pick any address in it at will). An
-/// IPv4-mapped IPv6 address counts as the IPv4 one. Anything unparsable is taken as is.
+/// IPv4-mapped IPv6 address counts as the IPv4 one; brackets and a `%zone` are ignored.
+/// Anything unparsable counts under one shared key, so that varying garbage cannot
+/// make a fresh key per attempt.
 fn address_block(raw: &str) -> String {
     use std::net::IpAddr;
     let raw = raw.trim();
+    let raw = raw
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(raw);
+    let raw = raw.split_once('%').map_or(raw, |(addr, _zone)| addr);
     match raw.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => v4.to_string(),
         Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
@@ -35,8 +42,17 @@ fn address_block(raw: &str) -> String {
                 format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
-        Err(_) => raw.to_owned(),
+        Err(_) => "unparsable".to_owned(),
     }
+}
+
+/// The client's address as Cloudflare gives it: `cf-connecting-ipv6` when present (with
+/// pseudo-IPv4 on, `cf-connecting-ip` holds a made-up IPv4 address for IPv6 clients),
+/// else `cf-connecting-ip`.
+fn client_address(req: &Request) -> Option<&str> {
+    req.header("cf-connecting-ipv6")
+        .filter(|a| !a.trim().is_empty())
+        .or_else(|| req.header("cf-connecting-ip"))
 }
 
 impl<S: Store> Handler<'_, '_, S> {
@@ -96,7 +112,7 @@ impl<S: Store> Handler<'_, '_, S> {
             return again(400, &self.t("login.missing"));
         }
 
-        let (account_key, address_key) = throttle_keys(&email, req.header("cf-connecting-ip"));
+        let (account_key, address_key) = throttle_keys(&email, client_address(req));
         let keys: Vec<String> = std::iter::once(account_key.clone())
             .chain(address_key.clone())
             .collect();
@@ -175,19 +191,32 @@ impl<S: Store> Handler<'_, '_, S> {
             // Only someone who knows the password learns that the account is disabled.
             return again(403, &self.t("login.disabled"));
         }
+        // The session is stored only while the account still has the hash verified
+        // here (or the rehash of it written below), and is enabled: an admin's new
+        // password, sign-out-everywhere or disable during the verification wins.
+        let mut current_hash = stored_hash.to_owned();
         if password::needs_rehash(stored_hash)
             && let Ok(new_hash) = password::hash(password)
-            && let Err(e) = self.store.set_password_hash(user.id, &new_hash).await
         {
-            (self.log)(&format!("rehash for user {} not saved: {e}", user.id));
+            match self
+                .store
+                .set_password_hash(user.id, stored_hash, &new_hash)
+                .await
+            {
+                Ok(true) => current_hash = new_hash,
+                Ok(false) => {}
+                Err(e) => (self.log)(&format!("rehash for user {} not saved: {e}", user.id)),
+            }
         }
         self.start_session(
             req,
             user.id,
             AuthMethod::Password,
+            Some(&current_hash),
             next.as_deref().unwrap_or("/me"),
         )
         .await
+        .unwrap_or_else(|| again(401, &self.t("login.failed")))
     }
 
     /// Where a login may send the student afterwards: a same-site path (see
@@ -256,6 +285,10 @@ mod tests {
         // IPv4, mapped or not, is counted per address.
         assert_eq!(key("::ffff:203.0.113.5"), key("203.0.113.5"));
         assert_ne!(key("203.0.113.5"), key("203.0.113.6"));
-        assert_eq!(address_block("not an address"), "not an address");
+        // Brackets and zones do not make new keys; garbage shares one key.
+        assert_eq!(key("[2001:db8:1:2::7]"), key("2001:db8:1:2::1"));
+        assert_eq!(key("fe80::1%eth0"), key("fe80::2"));
+        assert_eq!(address_block("not an address"), "unparsable");
+        assert_eq!(key("garbage 1"), key("garbage 2"));
     }
 }

@@ -231,17 +231,18 @@ impl<S: Store> Handler<'_, '_, S> {
         req: &Request,
         user_id: i64,
         method: AuthMethod,
+        verified_hash: Option<&str>,
         location: &str,
-    ) -> Response {
+    ) -> Option<Response> {
         let (keys, settings) = match self.ready() {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(resp) => return Some(resp),
         };
         let session_id = match session::new_session_id() {
             Ok(id) => id,
             Err(e) => {
                 (self.log)(&format!("no randomness for a session id: {e}"));
-                return self.page_with(503, "errors.unavailable_title", "errors.retry_text");
+                return Some(self.page_with(503, "errors.unavailable_title", "errors.retry_text"));
             }
         };
         let lifetime = settings.session_ttl_secs.min(settings.session_max_secs);
@@ -258,6 +259,7 @@ impl<S: Store> Handler<'_, '_, S> {
             method,
             created_at: self.now,
             expires_at: claims.expires_at,
+            verified_hash: verified_hash.map(str::to_owned),
         };
         if let Some(old) = req
             .cookie(cookie_name(req))
@@ -266,13 +268,15 @@ impl<S: Store> Handler<'_, '_, S> {
         {
             (self.log)(&format!("replaced session not deleted: {e}"));
         }
-        if let Err(e) = self.store.create_session(&row).await {
-            return self.unavailable(&e);
+        match self.store.create_session(&row).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(self.unavailable(&e)),
         }
-        Response::see_other(location).with_header(
+        Some(Response::see_other(location).with_header(
             "set-cookie",
             cookie_header(req, &keys.sign(&claims), lifetime),
-        )
+        ))
     }
 
     async fn check_session(&self, req: &Request) -> Result<SessionCheck, Response> {

@@ -105,6 +105,10 @@ pub struct NewSession {
     pub created_at: i64,
     /// Expiry.
     pub expires_at: i64,
+    /// For a password sign-in, the hash the password was verified against: the row is
+    /// only stored while the account still has it, so a password changed (or a
+    /// sign-out-everywhere) during the verification is not undone by it.
+    pub verified_hash: Option<String>,
 }
 
 /// A video and whether this student may watch it.
@@ -175,10 +179,18 @@ pub trait Store {
         &self,
         telegram_id: i64,
     ) -> Result<Option<TelegramAccount>, StoreError>;
-    /// Replaces a password hash (rehash after login with outdated parameters).
-    async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError>;
-    /// Stores a new session, dropping sessions that have expired by `session.created_at`.
-    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+    /// Replaces a password hash (rehash after login with outdated parameters) if it is
+    /// still `old`; false when it has changed meanwhile (nothing written).
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
+    /// Stores a new session, dropping sessions that have expired by `session.created_at`,
+    /// in one batch; only while its account is enabled and, for a password sign-in,
+    /// still has `session.verified_hash`. False when refused (nothing stored).
+    async fn create_session(&self, session: &NewSession) -> Result<bool, StoreError>;
     /// The session row with this key and its user.
     async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError>;
     /// Moves a session's expiry.
@@ -186,6 +198,8 @@ pub trait Store {
     /// Records on a session that its student asked to link `intent.kind` (replacing any
     /// earlier intent).
     async fn start_link(&self, row_key: &str, intent: &LinkIntent) -> Result<(), StoreError>;
+    /// Ends a session's link intent (a link attempt that failed: each intent is used once).
+    async fn end_link(&self, row_key: &str) -> Result<(), StoreError>;
     /// Deletes a session (logout).
     async fn delete_session(&self, row_key: &str) -> Result<(), StoreError>;
     /// All videos in course order, with whether this user has a grant.

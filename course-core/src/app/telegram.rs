@@ -81,8 +81,10 @@ impl<S: Store> Handler<'_, '_, S> {
         };
         match self.store.user_by_telegram(login.id).await {
             Ok(Some(account)) if !account.disabled => {
-                self.start_session(req, account.id, AuthMethod::Telegram, "/me")
+                // Refused when the account was disabled in the meantime.
+                self.start_session(req, account.id, AuthMethod::Telegram, None, "/me")
                     .await
+                    .unwrap_or_else(|| self.error_page(403, "disabled"))
             }
             Ok(Some(_)) => self.error_page(403, "disabled"),
             Ok(None) => self.error_page(403, "telegram_not_linked"),
@@ -173,28 +175,46 @@ impl<S: Store> Handler<'_, '_, S> {
         if !current.row.intends(LinkKind::Telegram, self.now) {
             return with_renewal(self.error_page(403, "telegram_link_not_started"), &current);
         }
-        let fields = match http::parse_form(req.header("content-type"), &req.body) {
-            Ok(f) => f,
-            Err(e) => return self.bad_form(&e),
-        };
-        let payload = http::field(&fields, "payload").unwrap_or("");
-        let login = match self.accept_telegram(payload).await {
-            Ok(login) => login,
-            Err(resp) => return resp,
-        };
-        if let Some(refusal) = self.link_refusal(&current, login.id).await {
-            return refusal;
-        }
-        let resp = match self
-            .store
-            .link_telegram(current.claims.user_id, login.id, &current.claims.row_key())
-            .await
-        {
-            Ok(LinkOutcome::Linked) => Response::see_other("/me"),
-            Ok(LinkOutcome::TakenByOther) => self.taken_by_other(),
-            Err(e) => self.unavailable(&e),
+        let row_key = current.claims.row_key();
+        let resp = match self.confirmed_link(req, &current, &row_key).await {
+            Ok(resp) => resp,
+            // The intent is used once: a refused attempt ends it too.
+            Err(resp) => {
+                if let Err(e) = self.store.end_link(&row_key).await {
+                    (self.log)(&format!("link intent not ended: {e}"));
+                }
+                resp
+            }
         };
         with_renewal(resp, &current)
+    }
+
+    /// The link POST past the intent check: `Ok` once [`Store::link_telegram`] ran (which
+    /// ends the intent itself), `Err` for a refusal before it.
+    async fn confirmed_link(
+        &self,
+        req: &Request,
+        current: &Current,
+        row_key: &str,
+    ) -> Result<Response, Response> {
+        let fields = http::parse_form(req.header("content-type"), &req.body)
+            .map_err(|e| self.bad_form(&e))?;
+        let payload = http::field(&fields, "payload").unwrap_or("");
+        let login = self.accept_telegram(payload).await?;
+        if let Some(refusal) = self.link_refusal(current, login.id).await {
+            return Err(refusal);
+        }
+        Ok(
+            match self
+                .store
+                .link_telegram(current.claims.user_id, login.id, row_key)
+                .await
+            {
+                Ok(LinkOutcome::Linked) => Response::see_other("/me"),
+                Ok(LinkOutcome::TakenByOther) => self.taken_by_other(),
+                Err(e) => self.unavailable(&e),
+            },
+        )
     }
 
     fn telegram_invalid(&self) -> Response {
