@@ -27,7 +27,8 @@ const quietEnv = {
   FORCE_COLOR: '0',
 };
 
-function freePort() {
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
   return new Promise((res, rej) => {
     const srv = createServer();
     srv.unref();
@@ -42,6 +43,20 @@ function freePort() {
 /** The Argon2id hash of `password`, made by `generator hash-password`. */
 export function hashPassword(password) {
   return execFileSync(GENERATOR, ['hash-password'], { input: password, encoding: 'utf8' }).trim();
+}
+
+/**
+ * Stops a child started with `detached: true` and everything it started (wrangler dev
+ * runs workerd and a build watcher): SIGTERM to its process group, then SIGKILL.
+ */
+export async function stopGroup(child, graceMs = 300) {
+  try {
+    process.kill(-child.pid, 'SIGTERM');
+  } catch {}
+  await new Promise((r) => setTimeout(r, graceMs));
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {}
 }
 
 /** SQL string literal. */
@@ -111,13 +126,7 @@ export async function startWorker({ vars = TEST_VARS } = {}) {
     logs: () => output,
     fetch: (path, init = {}) => fetch(url + path, { redirect: 'manual', ...init }),
     async stop() {
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-      } catch {}
-      await new Promise((r) => setTimeout(r, 300));
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {}
+      await stopGroup(child);
       rmSync(dir, { recursive: true, force: true });
     },
   };

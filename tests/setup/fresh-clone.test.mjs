@@ -13,9 +13,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
+import { freePort, stopGroup } from '../e2e/harness.mjs';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const LIMIT_MS = 20 * 60_000;
@@ -70,17 +70,6 @@ function isSymlink(p) {
   } catch {
     return false;
   }
-}
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
 }
 
 const path = systemPath();
@@ -151,13 +140,7 @@ test('a fresh clone with an older system Node: `bash scripts/dev.sh` serves /log
     assert.equal(login.status, 303, tail);
     assert.equal(login.headers.get('location'), '/me');
   } finally {
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {}
-    await new Promise((r) => setTimeout(r, 500));
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {}
+    await stopGroup(child, 500);
     rmSync(dir, { recursive: true, force: true });
   }
 });

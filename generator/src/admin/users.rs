@@ -159,12 +159,7 @@ pub fn set_password(
     validate::password(password).map_err(anyhow::Error::msg)?;
     match target {
         Target::Db(db) => {
-            let (user, row) = fetch_user(
-                &mut **db,
-                who,
-                &["(SELECT count(*) FROM sessions s WHERE s.user_id = u.id) AS sessions"],
-                vec![],
-            )?;
+            let (user, count) = fetch_user_with_sessions(&mut **db, who)?;
             let hash = hasher.hash(password)?;
             let mut statements = vec![
                 Statement::new("UPDATE users SET password_hash = ?1 WHERE id = ?2")
@@ -179,7 +174,6 @@ pub fn set_password(
                 .with_context(|| format!("setting the password of {}", user.label()))?;
             let mut outcome = Outcome::changed(format!("password set for {}", user.label()));
             if sign_out_everywhere {
-                let count = row_int(&row, "sessions").unwrap_or(0);
                 outcome.messages.push(format!(
                     "revoked {count} session{} of {}: signed out everywhere",
                     if count == 1 { "" } else { "s" },
@@ -544,18 +538,23 @@ pub fn unlink(target: &mut Target<'_>, who: &UserRef, links: &[Link]) -> anyhow:
     }
 }
 
+/// The account and how many session rows it has.
+fn fetch_user_with_sessions(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<(User, i64)> {
+    let (user, row) = fetch_user(
+        db,
+        who,
+        &["(SELECT count(*) FROM sessions s WHERE s.user_id = u.id) AS sessions"],
+        vec![],
+    )?;
+    Ok((user, row_int(&row, "sessions").unwrap_or(0)))
+}
+
 /// `sessions revoke`: deletes every session of the account, signing the student out
 /// everywhere (they can sign in again; disable the account to prevent that).
 pub fn revoke_sessions(target: &mut Target<'_>, who: &UserRef) -> anyhow::Result<Outcome> {
     match target {
         Target::Db(db) => {
-            let (user, row) = fetch_user(
-                &mut **db,
-                who,
-                &["(SELECT count(*) FROM sessions s WHERE s.user_id = u.id) AS sessions"],
-                vec![],
-            )?;
-            let count = row_int(&row, "sessions").unwrap_or(0);
+            let (user, count) = fetch_user_with_sessions(&mut **db, who)?;
             if count == 0 {
                 return Ok(Outcome::unchanged(format!(
                     "{} has no sessions",
