@@ -38,6 +38,7 @@ pub(crate) fn users(command: &UsersCommand) -> anyhow::Result<()> {
             let opts = ImportOptions {
                 update: args.update,
                 passwords_out: args.passwords_out.as_deref(),
+                allow_short_passwords: args.allow_short_passwords,
                 hasher: &Argon2,
                 progress: Progress::auto(),
             };

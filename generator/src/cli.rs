@@ -157,7 +157,8 @@ pub(crate) enum UsersCommand {
     /// e-mail, Telegram id or Stepik id already in use.
     Add(UsersAddArgs),
     /// Create accounts from a CSV file: a header line naming the columns (any of
-    /// email,name,password,telegram_id,stepik_user_id; email required), UTF-8.
+    /// email,name,password,telegram_id,stepik_user_id,access_code; email required),
+    /// UTF-8. An access_code is a student's existing Boomstream code, kept as theirs.
     ///
     /// Every row is checked first (values, repeats within the file, e-mails and ids in
     /// the database) and every problem is listed with its line number; then nothing is
@@ -217,6 +218,10 @@ pub(crate) struct UsersImportArgs {
     /// instead of reporting the differences as errors.
     #[arg(long)]
     pub(crate) update: bool,
+    /// Keep given passwords shorter than 8 characters (moving over old accounts whose
+    /// students already know them); the summary lists their lines.
+    #[arg(long)]
+    pub(crate) allow_short_passwords: bool,
     #[command(flatten)]
     pub(crate) target: WriteTarget,
 }

@@ -167,6 +167,7 @@ fn opts(hasher: &dyn Hasher) -> ImportOptions<'_> {
     ImportOptions {
         update: false,
         passwords_out: None,
+        allow_short_passwords: false,
         hasher,
         progress: Progress::Off,
     }
@@ -384,20 +385,20 @@ fn csv_edge_cases() {
     assert_eq!(
         lines("anna@example.com,Anna\nbob@example.com,Bob\n"),
         [
-            "line 1: the first line must be the header naming the columns (email,name,password,telegram_id,stepik_user_id); this one looks like data"
+            "line 1: the first line must be the header naming the columns (email,name,password,telegram_id,stepik_user_id,access_code); this one looks like data"
         ]
     );
     assert_eq!(
         lines("email,phone,name,name\na@example.com,1,A,B\n"),
         [
-            "line 1: unknown column \"phone\" in the header (the columns are email,name,password,telegram_id,stepik_user_id)",
+            "line 1: unknown column \"phone\" in the header (the columns are email,name,password,telegram_id,stepik_user_id,access_code)",
             "line 1: column \"name\" appears twice in the header",
         ]
     );
     assert_eq!(
         lines("name,password\nAnna,secret-pass\n"),
         [
-            "line 1: the header has no email column (the columns are email,name,password,telegram_id,stepik_user_id)"
+            "line 1: the header has no email column (the columns are email,name,password,telegram_id,stepik_user_id,access_code)"
         ]
     );
     assert_eq!(
@@ -676,7 +677,7 @@ fn import_of_10000_rows() {
     let report = import_db(&mut db, &text, &options).unwrap();
     let first = started.elapsed();
     assert_eq!((report.created, report.generated), (10_000, 1_000));
-    assert_eq!(report.statements, 500, "20 rows (100 values) per INSERT");
+    assert_eq!(report.statements, 625, "16 rows (96 values) per INSERT");
     assert_eq!(
         std::fs::read_to_string(&out).unwrap().lines().count(),
         1_001
@@ -980,6 +981,147 @@ fn every_command_as_a_sql_file() {
     assert_eq!(snapshot(&db), before);
 }
 
+/// `access_code`: an existing Boomstream code is kept as the student's (the sync then
+/// pushes grants under it: no second buyer, no new code), checked like an id, never shown
+/// in a message and never replaced.
+#[test]
+fn import_keeps_existing_access_codes_and_never_replaces_one() {
+    let secret = "OldBoomCode-1";
+    // Within the file: a code twice is an error naming both lines, not the code.
+    let (_, list) = import::parse_csv(
+        format!(
+            "email,password,access_code\na@example.com,password-a1,{secret}\n\
+             b@example.com,password-b1,{secret}\nc@example.com,password-c1,has space\n"
+        )
+        .as_bytes(),
+    );
+    let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        list,
+        [
+            "line 3: the access_code is already on line 2 (each student has their own)",
+            "line 4: the access_code contains a space or a control character",
+        ]
+    );
+    assert!(list.iter().all(|m| !m.contains(secret)));
+
+    let mut db = MemoryD1::migrated();
+    db.conn
+        .execute_batch(
+            "INSERT INTO users (id, email, name, access_code) VALUES \
+             (1, 'held@example.com', 'Держатель', 'TakenCode'), \
+             (2, 'nocode@example.com', '', NULL);",
+        )
+        .unwrap();
+    let text = format!(
+        "email,password,access_code\nanna@example.com,anna-secret-1,{secret}\n\
+         bob@example.com,bob-secret-1,\n"
+    );
+    let report = import_db(&mut db, &text, &opts(&FastHasher)).unwrap();
+    assert_eq!((report.created, report.statements), (2, 1));
+    let codes = db.sql("SELECT email, access_code AS c FROM users WHERE id > 2 ORDER BY id");
+    assert_eq!(codes[0]["c"], json!(secret));
+    assert_eq!(
+        codes[1]["c"],
+        json!(null),
+        "no code given: the sync makes one"
+    );
+    // The same file again: unchanged.
+    let again = import_db(&mut db, &text, &opts(&FastHasher)).unwrap();
+    assert_eq!((again.unchanged, again.statements), (2, 0));
+
+    for (csv, expected, update) in [
+        // Another account's code.
+        (
+            "email,access_code\nanna@example.com,TakenCode\n",
+            "line 2: the access_code already belongs to held@example.com (user #1)",
+            true,
+        ),
+        // A different code for an account that has one: never replaced.
+        (
+            "email,access_code\nanna@example.com,NewCode-2\n",
+            "line 2: anna@example.com (user #3) already has another access_code; access codes are never replaced",
+            true,
+        ),
+        // A code for an account without one: a difference, stored with --update.
+        (
+            "email,access_code\nnocode@example.com,FreshCode-3\n",
+            "an access_code (none is stored); give --update",
+            false,
+        ),
+    ] {
+        let before = users_table(&mut db);
+        let options = ImportOptions {
+            update,
+            ..opts(&FastHasher)
+        };
+        let list = problems(import_db(&mut db, csv, &options));
+        assert_has(&list, expected);
+        assert!(list.iter().all(|m| !m.contains("Code")), "{list:?}");
+        assert_eq!(users_table(&mut db), before);
+        // The SQL file stops on the same rows. (It cannot know the accounts exist, so
+        // it wants a file for generated passwords.)
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("passwords.csv");
+        let script_options = ImportOptions {
+            passwords_out: Some(&out),
+            ..options
+        };
+        let err = run_script(&mut db, |t| {
+            import::import(t, "students.csv", csv.as_bytes(), &script_options)?;
+            Ok(generator::admin::Outcome::default())
+        })
+        .unwrap_err();
+        assert!(err.contains("nothing in this file was applied"), "{err}");
+        assert_eq!(users_table(&mut db), before);
+    }
+    let update = ImportOptions {
+        update: true,
+        ..opts(&FastHasher)
+    };
+    let csv = "email,access_code\nnocode@example.com,FreshCode-3\n";
+    assert_eq!(import_db(&mut db, csv, &update).unwrap().updated, 1);
+    let stored = db.sql("SELECT access_code AS c FROM users WHERE id = 2");
+    assert_eq!(stored[0]["c"], json!("FreshCode-3"));
+    // As a SQL file with --update, on an account without a code: stored too.
+    db.conn
+        .execute_batch("UPDATE users SET access_code = NULL WHERE id = 2")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("passwords.csv");
+    run_script(&mut db, |t| {
+        let options = ImportOptions {
+            passwords_out: Some(&out),
+            ..update
+        };
+        import::import(t, "students.csv", csv.as_bytes(), &options)?;
+        Ok(generator::admin::Outcome::default())
+    })
+    .unwrap();
+    let stored = db.sql("SELECT access_code AS c FROM users WHERE id = 2");
+    assert_eq!(stored[0]["c"], json!("FreshCode-3"));
+}
+
+/// Old accounts may keep short passwords, but only when asked, and the summary says
+/// which lines they are on.
+#[test]
+fn short_passwords_only_with_allow_short_passwords() {
+    let mut db = MemoryD1::migrated();
+    let csv = "email,password\nold@example.com,k7x9q\nlong@example.com,long-enough-1\n";
+    let list = problems(import_db(&mut db, csv, &opts(&FastHasher)));
+    assert_eq!(list, ["line 2: the password is shorter than 8 characters"]);
+    let options = ImportOptions {
+        allow_short_passwords: true,
+        ..opts(&FastHasher)
+    };
+    let report = import_db(&mut db, csv, &options).unwrap();
+    assert_eq!(report.created, 2);
+    assert_has(
+        &report.messages,
+        "1 password shorter than 8 characters kept as given (--allow-short-passwords; line 2)",
+    );
+}
+
 #[test]
 fn a_sql_import_stops_on_an_id_the_account_lacks_as_the_database_import_does() {
     // Anna has no Telegram or Stepik link yet (both NULL).
@@ -1015,7 +1157,7 @@ fn a_sql_import_stops_on_an_id_the_account_lacks_as_the_database_import_does() {
         .unwrap_err();
         assert!(
             err.contains(
-                "generator: line 2: anna@example.com already exists with a different name, telegram_id or stepik_user_id"
+                "generator: line 2: anna@example.com already exists with a different name, telegram_id, stepik_user_id or access_code"
             ),
             "{err}"
         );
@@ -1240,7 +1382,7 @@ fn sql_files_quote_values_and_apply_all_or_nothing() {
     let message = wrangler_file(&persist, &bad).unwrap_err();
     assert!(
         message.contains(
-            "generator: line 2: u2@example.com already exists with a different name, telegram_id or stepik_user_id \
+            "generator: line 2: u2@example.com already exists with a different name, telegram_id, stepik_user_id or access_code \
              (give --update to store the values from the file); nothing in this file was applied"
         ),
         "{message}"

@@ -43,10 +43,17 @@ use crate::d1::{row_int, row_text};
 use crate::secret_file;
 
 /// The columns an import file may have (`email` is required).
-pub const COLUMNS: [&str; 5] = ["email", "name", "password", "telegram_id", "stepik_user_id"];
+pub const COLUMNS: [&str; 6] = [
+    "email",
+    "name",
+    "password",
+    "telegram_id",
+    "stepik_user_id",
+    "access_code",
+];
 
-/// New accounts per multi-row `INSERT` (5 values each: D1 binds at most 100).
-const ROWS_PER_INSERT: usize = 20;
+/// New accounts per multi-row `INSERT` (6 values each: D1 binds at most 100).
+const ROWS_PER_INSERT: usize = 16;
 /// Users read per query.
 const PAGE: i64 = 5_000;
 
@@ -57,6 +64,7 @@ enum Column {
     Password,
     TelegramId,
     StepikUserId,
+    AccessCode,
 }
 
 /// One valid row of an import file.
@@ -72,6 +80,8 @@ pub struct ImportRow {
     pub password: Option<String>,
     pub telegram_id: Option<i64>,
     pub stepik_user_id: Option<i64>,
+    /// An existing Boomstream access code to keep (`None`: the sync makes one).
+    pub access_code: Option<String>,
 }
 
 impl fmt::Debug for ImportRow {
@@ -83,6 +93,10 @@ impl fmt::Debug for ImportRow {
             .field("password", &self.password.as_ref().map(|_| "[redacted]"))
             .field("telegram_id", &self.telegram_id)
             .field("stepik_user_id", &self.stepik_user_id)
+            .field(
+                "access_code",
+                &self.access_code.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -146,9 +160,14 @@ impl fmt::Display for Problems {
 impl std::error::Error for Problems {}
 
 /// Reads an import file: the valid rows, and every problem found (bad header, bad
-/// values, wrong number of fields, rows repeating an e-mail, Telegram id or Stepik id of
-/// an earlier row). With header problems no rows are read.
+/// values, wrong number of fields, rows repeating an e-mail, Telegram id, Stepik id or
+/// access code of an earlier row). With header problems no rows are read.
 pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
+    parse_csv_with(bytes, validate::MIN_PASSWORD_CHARS)
+}
+
+/// [`parse_csv`] accepting passwords from `min_password_chars` characters on.
+pub fn parse_csv_with(bytes: &[u8], min_password_chars: usize) -> (Vec<ImportRow>, Vec<Problem>) {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     // Line ends become LF (no value may hold a line break anyway), and line numbers are
     // counted here: the csv reader's own are off after CRLF and blank lines.
@@ -187,6 +206,7 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
     let mut emails: HashMap<String, u64> = HashMap::new();
     let mut telegram_ids: HashMap<i64, u64> = HashMap::new();
     let mut stepik_ids: HashMap<i64, u64> = HashMap::new();
+    let mut access_codes: HashMap<String, u64> = HashMap::new();
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -251,6 +271,7 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
             password: None,
             telegram_id: None,
             stepik_user_id: None,
+            access_code: None,
         };
         let before = problems.len();
         for (column, value) in columns.iter().zip(&fields) {
@@ -269,7 +290,7 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
                     let password = value.trim();
                     if !password.is_empty() {
                         check(
-                            validate::password(password)
+                            validate::password_of_at_least(password, min_password_chars)
                                 .map(|()| row.password = Some(password.to_owned())),
                         );
                     }
@@ -282,7 +303,10 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
                     validate::external_id(value, "stepik_user_id")
                         .map(|id| row.stepik_user_id = Some(id)),
                 ),
-                Column::TelegramId | Column::StepikUserId => {}
+                Column::AccessCode if !value.trim().is_empty() => {
+                    check(validate::access_code(value).map(|code| row.access_code = Some(code)))
+                }
+                Column::TelegramId | Column::StepikUserId | Column::AccessCode => {}
             }
         }
         // Repeats within the file (only of values that are themselves valid).
@@ -311,6 +335,15 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<ImportRow>, Vec<Problem>) {
             problems.push(Problem::at(
                 line,
                 format!("stepik_user_id {id} is already on line {first}"),
+            ));
+        }
+        if let Some(code) = &row.access_code
+            && let Some(first) = access_codes.insert(code.clone(), line)
+        {
+            access_codes.insert(code.clone(), first);
+            problems.push(Problem::at(
+                line,
+                format!("the access_code is already on line {first} (each student has their own)"),
             ));
         }
         if problems.len() == before {
@@ -359,6 +392,7 @@ fn parse_header(line: u64, fields: &[&str]) -> Result<Vec<Column>, Vec<Problem>>
             "password" => Column::Password,
             "telegram_id" => Column::TelegramId,
             "stepik_user_id" => Column::StepikUserId,
+            "access_code" => Column::AccessCode,
             _ => {
                 problems.push(Problem::at(
                     line,
@@ -394,6 +428,9 @@ pub struct ImportOptions<'a> {
     pub update: bool,
     /// Where generated passwords go (a new CSV file: `email,name,password`).
     pub passwords_out: Option<&'a Path>,
+    /// Accept given passwords shorter than the minimum (old accounts moving over keep
+    /// the passwords their students know).
+    pub allow_short_passwords: bool,
     /// The password hasher.
     pub hasher: &'a dyn Hasher,
     /// Progress display while hashing.
@@ -405,6 +442,7 @@ impl fmt::Debug for ImportOptions<'_> {
         f.debug_struct("ImportOptions")
             .field("update", &self.update)
             .field("passwords_out", &self.passwords_out)
+            .field("allow_short_passwords", &self.allow_short_passwords)
             .field("progress", &self.progress)
             .finish_non_exhaustive()
     }
@@ -437,6 +475,7 @@ struct Existing {
     telegram_id: Option<i64>,
     stepik_user_id: Option<i64>,
     password_hash: Option<String>,
+    access_code: Option<String>,
 }
 
 impl Existing {
@@ -459,6 +498,7 @@ enum Action {
         telegram: bool,
         stepik: bool,
         password: bool,
+        access_code: bool,
     },
     Unchanged,
     /// The row is in error (reported); it is neither created nor changed.
@@ -473,7 +513,8 @@ fn read_users(db: &mut dyn D1) -> anyhow::Result<Vec<Existing>> {
         let rows = db
             .query(
                 &Statement::new(
-                    "SELECT id, email, name, telegram_id, stepik_user_id, password_hash FROM users \
+                    "SELECT id, email, name, telegram_id, stepik_user_id, password_hash, access_code \
+                     FROM users \
                      WHERE id > ?1 ORDER BY id LIMIT ?2",
                 )
                 .bind(after)
@@ -491,6 +532,7 @@ fn read_users(db: &mut dyn D1) -> anyhow::Result<Vec<Existing>> {
                 telegram_id: row_int(&row, "telegram_id"),
                 stepik_user_id: row_int(&row, "stepik_user_id"),
                 password_hash: row_text(&row, "password_hash"),
+                access_code: row_text(&row, "access_code"),
             });
         }
         if !full {
@@ -507,7 +549,12 @@ pub fn import(
     bytes: &[u8],
     opts: &ImportOptions<'_>,
 ) -> anyhow::Result<ImportReport> {
-    let (rows, mut problems) = parse_csv(bytes);
+    let min_password_chars = if opts.allow_short_passwords {
+        1
+    } else {
+        validate::MIN_PASSWORD_CHARS
+    };
+    let (rows, mut problems) = parse_csv_with(bytes, min_password_chars);
     let mut actions = vec![Action::Create; rows.len()];
 
     if let Target::Db(db) = target {
@@ -588,6 +635,21 @@ pub fn import(
         generated: generated.len(),
         ..ImportReport::default()
     };
+    let short: Vec<u64> = rows
+        .iter()
+        .zip(&plaintexts)
+        .filter(|(_, p)| p.is_some_and(|p| validate::password(p).is_err()))
+        .map(|(row, _)| row.line)
+        .collect();
+    if !short.is_empty() {
+        report.messages.push(format!(
+            "{} password{} shorter than {} characters kept as given (--allow-short-passwords; {}): ask those students to choose a longer one",
+            short.len(),
+            if short.len() == 1 { "" } else { "s" },
+            validate::MIN_PASSWORD_CHARS,
+            lines_list(&short)
+        ));
+    }
     for action in &actions {
         match action {
             Action::Create => report.created += 1,
@@ -678,7 +740,11 @@ fn classify(
     let mut by_email = HashMap::new();
     let mut by_telegram = HashMap::new();
     let mut by_stepik = HashMap::new();
+    let mut by_access_code = HashMap::new();
     for (i, user) in users.iter().enumerate() {
+        if let Some(code) = &user.access_code {
+            by_access_code.insert(code.as_str(), i);
+        }
         if let Some(email) = &user.email {
             by_email.insert(email.as_str(), i);
         }
@@ -714,11 +780,42 @@ fn classify(
                 ));
             }
         }
+        // Access codes are credentials: messages name the accounts, never the code.
+        if let Some(code) = &row.access_code
+            && let Some(&holder) = by_access_code.get(code.as_str())
+            && Some(holder) != existing
+        {
+            conflict = true;
+            problems.push(Problem::at(
+                row.line,
+                format!(
+                    "the access_code already belongs to {}",
+                    users[holder].label()
+                ),
+            ));
+        }
         let Some(u) = existing else {
             continue;
         };
         let user = &users[u];
+        // A stored code is never replaced, not even with --update: the student's
+        // Boomstream access (and every recorded confirmation) is under it.
+        if let (Some(given), Some(stored)) = (&row.access_code, &user.access_code)
+            && given != stored
+        {
+            conflict = true;
+            problems.push(Problem::at(
+                row.line,
+                format!(
+                    "{} already has another access_code; access codes are never replaced (the student's Boomstream access is under the stored one): leave the cell empty",
+                    user.label()
+                ),
+            ));
+        }
         let diffs = &mut differences[r];
+        if row.access_code.is_some() && user.access_code.is_none() {
+            diffs.push("an access_code (none is stored)".to_owned());
+        }
         if let Some(name) = &row.name
             && *name != user.name
         {
@@ -780,6 +877,7 @@ fn classify(
                     .is_some_and(|s| Some(s) != user.stepik_user_id),
                 password: row.password.is_some()
                     && (user.password_hash.is_none() || password_differs[r]),
+                access_code: row.access_code.is_some() && user.access_code.is_none(),
             };
         } else {
             actions[r] = Action::Refused;
@@ -810,6 +908,7 @@ fn db_statements(
             telegram,
             stepik,
             password,
+            access_code,
         } = *action
         else {
             continue;
@@ -833,6 +932,9 @@ fn db_statements(
         if password {
             set("password_hash", SqlValue::from(hashes[r].clone()));
         }
+        if access_code {
+            set("access_code", SqlValue::from(row.access_code.clone()));
+        }
         statements.push(Statement::with_params(
             format!("UPDATE users SET {} WHERE id = ?1", sets.join(", ")),
             params,
@@ -842,35 +944,36 @@ fn db_statements(
         .filter(|&r| actions[r] == Action::Create)
         .collect();
     for chunk in creates.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO users (email, name, password_hash, telegram_id, stepik_user_id) VALUES ",
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 5);
+        let mut sql = format!("INSERT INTO users ({INSERT_COLUMNS}) VALUES ");
+        let mut params = Vec::with_capacity(chunk.len() * 6);
         for (k, &r) in chunk.iter().enumerate() {
-            let row = &rows[r];
-            let n = k * 5;
             if k > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!(
-                "(?{}, ?{}, ?{}, ?{}, ?{})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5
-            ));
-            params.extend([
-                SqlValue::from(row.email.as_str()),
-                SqlValue::from(row.name.clone().unwrap_or_default()),
-                SqlValue::from(hashes[r].clone()),
-                SqlValue::from(row.telegram_id),
-                SqlValue::from(row.stepik_user_id),
-            ]);
+            let values = insert_values(&rows[r], &hashes[r]);
+            let n = params.len();
+            let marks: Vec<String> = (1..=values.len()).map(|i| format!("?{}", n + i)).collect();
+            sql.push_str(&format!("({})", marks.join(", ")));
+            params.extend(values);
         }
         statements.push(Statement::with_params(sql, params));
     }
     statements
+}
+
+/// The columns a new account is inserted with, in the order of [`insert_values`].
+const INSERT_COLUMNS: &str = "email, name, password_hash, telegram_id, stepik_user_id, access_code";
+
+/// A row's values for [`INSERT_COLUMNS`].
+fn insert_values(row: &ImportRow, hash: &Option<String>) -> Vec<SqlValue> {
+    vec![
+        SqlValue::from(row.email.as_str()),
+        SqlValue::from(row.name.clone().unwrap_or_default()),
+        SqlValue::from(hash.clone()),
+        SqlValue::from(row.telegram_id),
+        SqlValue::from(row.stepik_user_id),
+        SqlValue::from(row.access_code.clone()),
+    ]
 }
 
 /// Statements for a script, per row: a guard that stops the file on a conflict, then an
@@ -882,12 +985,14 @@ fn script_statements(
 ) -> Vec<Statement> {
     let mut statements = Vec::with_capacity(rows.len() * 2);
     for (r, row) in rows.iter().enumerate() {
-        // The guard: ?1 email, ?2 name, ?3 telegram, ?4 stepik, then its messages.
+        // The guard: ?1 email, ?2 name, ?3 telegram, ?4 stepik, ?5 access code, then its
+        // messages (which never hold the code).
         let mut params = vec![
             SqlValue::from(row.email.as_str()),
             SqlValue::from(row.name.clone().unwrap_or_default()),
             SqlValue::from(row.telegram_id),
             SqlValue::from(row.stepik_user_id),
+            SqlValue::from(row.access_code.clone()),
         ];
         let mut cases = Vec::new();
         let message = |text: String, params: &mut Vec<SqlValue>| {
@@ -910,9 +1015,12 @@ fn script_statements(
             if row.stepik_user_id.is_some() {
                 same.push("stepik_user_id IS ?4".to_owned());
             }
+            if row.access_code.is_some() {
+                same.push("access_code IS ?5".to_owned());
+            }
             let n = message(
                 format!(
-                    "{} already exists with a different name, telegram_id or stepik_user_id (give --update to store the values from the file)",
+                    "{} already exists with a different name, telegram_id, stepik_user_id or access_code (give --update to store the values from the file)",
                     row.email
                 ),
                 &mut params,
@@ -940,8 +1048,30 @@ fn script_statements(
                 "WHEN EXISTS (SELECT 1 FROM users WHERE stepik_user_id = ?4 AND email IS NOT ?1) THEN ?{n}"
             ));
         }
+        if row.access_code.is_some() {
+            let n = message(
+                "the access_code already belongs to another account".to_owned(),
+                &mut params,
+            );
+            cases.push(format!(
+                "WHEN EXISTS (SELECT 1 FROM users WHERE access_code = ?5 AND email IS NOT ?1) THEN ?{n}"
+            ));
+            // Never replaced, not even with --update (see classify()).
+            let n = message(
+                format!(
+                    "{} already has another access_code; access codes are never replaced",
+                    row.email
+                ),
+                &mut params,
+            );
+            cases.push(format!(
+                "WHEN EXISTS (SELECT 1 FROM users WHERE email = ?1 AND access_code IS NOT NULL \
+                 AND access_code IS NOT ?5) THEN ?{n}"
+            ));
+        }
         if !cases.is_empty() {
-            // (?2 goes unused when the row gives no name; SQLite and D1 allow that.)
+            // (?2 or ?5 go unused when the row gives no name or code; SQLite and D1 allow
+            // that.)
             statements.push(Statement::with_params(
                 format!(
                     "SELECT json_extract('{{}}', problem) FROM (SELECT CASE {} END AS problem) \
@@ -951,13 +1081,7 @@ fn script_statements(
                 params,
             ));
         }
-        let values = vec![
-            SqlValue::from(row.email.as_str()),
-            SqlValue::from(row.name.clone().unwrap_or_default()),
-            SqlValue::from(hashes[r].clone()),
-            SqlValue::from(row.telegram_id),
-            SqlValue::from(row.stepik_user_id),
-        ];
+        let values = insert_values(row, &hashes[r]);
         let statement = if update {
             let mut sets = Vec::new();
             if row.name.is_some() {
@@ -972,6 +1096,10 @@ fn script_statements(
             if row.password.is_some() {
                 sets.push("password_hash = excluded.password_hash");
             }
+            if row.access_code.is_some() {
+                // The guard has stopped the file if another code is stored.
+                sets.push("access_code = excluded.access_code");
+            }
             let conflict = if sets.is_empty() {
                 "DO NOTHING".to_owned()
             } else {
@@ -979,15 +1107,17 @@ fn script_statements(
             };
             Statement::with_params(
                 format!(
-                    "INSERT INTO users (email, name, password_hash, telegram_id, stepik_user_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (email) {conflict}"
+                    "INSERT INTO users ({INSERT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (email) {conflict}"
                 ),
                 values,
             )
         } else {
             Statement::with_params(
-                "INSERT INTO users (email, name, password_hash, telegram_id, stepik_user_id) \
-                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM users WHERE email = ?1)",
+                format!(
+                    "INSERT INTO users ({INSERT_COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+                     WHERE NOT EXISTS (SELECT 1 FROM users WHERE email = ?1)"
+                ),
                 values,
             )
         };

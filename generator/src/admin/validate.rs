@@ -101,6 +101,12 @@ pub fn name(raw: &str) -> Result<String, String> {
 /// (no one can type a line break or a tab into the login form). Taken as given: no
 /// trimming.
 pub fn password(password: &str) -> Result<(), String> {
+    password_of_at_least(password, MIN_PASSWORD_CHARS)
+}
+
+/// [`password`] with another minimum length: an import of old accounts may keep the
+/// shorter passwords their students already know (`--allow-short-passwords`).
+pub fn password_of_at_least(password: &str, min_chars: usize) -> Result<(), String> {
     if password.is_empty() {
         return Err("the password is empty".to_owned());
     }
@@ -110,15 +116,38 @@ pub fn password(password: &str) -> Result<(), String> {
             password.len()
         ));
     }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
+    if password.chars().count() < min_chars {
         return Err(format!(
-            "the password is shorter than {MIN_PASSWORD_CHARS} characters"
+            "the password is shorter than {min_chars} characters"
         ));
     }
     if password.chars().any(char::is_control) {
         return Err("the password contains a control character (a line break or tab?)".to_owned());
     }
     Ok(())
+}
+
+/// Longest Boomstream access code accepted from an import.
+pub const MAX_ACCESS_CODE_BYTES: usize = 128;
+
+/// An existing Boomstream access code (a buyer's `hash`) from an import, trimmed:
+/// 1 to [`MAX_ACCESS_CODE_BYTES`] bytes without spaces or control characters. The
+/// messages never repeat the code: it is a viewing credential.
+pub fn access_code(raw: &str) -> Result<String, String> {
+    let code = raw.trim();
+    if code.is_empty() {
+        return Err("the access_code is empty".to_owned());
+    }
+    if code.len() > MAX_ACCESS_CODE_BYTES {
+        return Err(format!(
+            "the access_code is {} bytes long; at most {MAX_ACCESS_CODE_BYTES} are allowed",
+            code.len()
+        ));
+    }
+    if code.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the access_code contains a space or a control character".to_owned());
+    }
+    Ok(code.to_owned())
 }
 
 /// A Telegram or Stepik id: a whole number from 1 to [`MAX_EXTERNAL_ID`]. `label` names
