@@ -65,7 +65,7 @@ export const sql = (value) =>
 
 /**
  * Starts a worker. `vars` become the worker's settings (SECRET_KEY etc.) instead of
- * anything in .dev.vars. Returns { url, d1(sqlText), fetch(path, init), stop() }.
+ * anything in .dev.vars. Returns { url, d1(sqlText), persist, fetch(path, init), stop() }.
  */
 export async function startWorker({ vars = TEST_VARS } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'course-e2e-'));
@@ -122,6 +122,8 @@ export async function startWorker({ vars = TEST_VARS } = {}) {
   return {
     url,
     d1,
+    /** The local D1's state directory (for `generator … --d1 local --persist-to`). */
+    persist,
     /** The worker's console output so far. */
     logs: () => output,
     fetch: (path, init = {}) => fetch(url + path, { redirect: 'manual', ...init }),
