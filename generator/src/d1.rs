@@ -18,7 +18,12 @@
 //!   statement: `{"sql", "params"}`), as in Cloudflare's OpenAPI schema. Whether a REST
 //!   batch is all or nothing is not documented, so callers keep every batch idempotent.
 //! - Integer parameters beyond ±(2^53 − 1) would lose precision in the API's JSON parser,
-//!   so a statement carrying one is sent with its parameters inlined as literals.
+//!   and the API reference types `params` as strings, refusing a JSON `null`; so a
+//!   statement carrying either is sent with its parameters inlined as literals (`NULL` in
+//!   the SQL text), never as a bound `null`.
+//! - The Cloudflare API blocks a token for five minutes after 1,200 requests in five
+//!   minutes (429 with `retry-after`): a `retry-after` is honoured up to
+//!   [`RetryPolicy::max_retry_after`] (default 310 s), beyond the backoff's cap.
 //! - Results come back as JSON: integers beyond 2^53 lose precision on the way out,
 //!   locally and remotely (D1 hands numbers to JavaScript).
 
@@ -766,8 +771,10 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Wait before the first retry; doubled for each further one.
     pub base_delay: Duration,
-    /// Longest single wait (backoff and `retry-after` alike).
+    /// Longest backoff wait (transport errors, 5xx, a 429 without `retry-after`).
     pub max_delay: Duration,
+    /// Longest wait a 429's `retry-after` is honoured for: the API's five-minute block.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -776,6 +783,7 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(310),
         }
     }
 }
@@ -965,7 +973,8 @@ impl RemoteD1 {
                                 let backoff = self.retry.backoff(attempt - 1);
                                 (
                                     error,
-                                    retry_after.map_or(backoff, |r| r.min(self.retry.max_delay)),
+                                    retry_after
+                                        .map_or(backoff, |r| r.min(self.retry.max_retry_after)),
                                 )
                             }
                             Err(error) if status >= 500 => (error, self.retry.backoff(attempt - 1)),
@@ -1050,16 +1059,17 @@ impl RemoteD1 {
 
     /// One statement as the API's `{"sql", "params"}` object.
     fn api_statement(statement: &Statement) -> Result<Value, D1Error> {
-        let unsafe_integer = statement
-            .params
-            .iter()
-            .any(|p| matches!(p, SqlValue::Integer(i) if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(i)));
-        if unsafe_integer {
+        let untravelled = statement.params.iter().any(|p| match p {
+            SqlValue::Integer(i) => !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(i),
+            SqlValue::Null => true,
+            _ => false,
+        });
+        if untravelled {
             let sql = inline(statement)?;
             if sql.len() > MAX_STATEMENT_BYTES {
                 return Err(invalid(format!(
-                    "with its parameters inlined (an integer beyond 2^53 cannot travel as JSON) \
-                     the SQL is {} bytes; D1 allows at most {MAX_STATEMENT_BYTES}",
+                    "with its parameters inlined (a NULL or an integer beyond 2^53 cannot travel \
+                     as a parameter) the SQL is {} bytes; D1 allows at most {MAX_STATEMENT_BYTES}",
                     sql.len()
                 )));
             }
@@ -1212,6 +1222,7 @@ mod tests {
             max_attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(350),
+            max_retry_after: Duration::from_secs(1),
         };
         assert_eq!(policy.backoff(0), Duration::from_millis(100));
         assert_eq!(policy.backoff(1), Duration::from_millis(200));

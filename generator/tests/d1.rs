@@ -460,7 +460,8 @@ impl FakeApi {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&requests);
         let thread = std::thread::spawn(move || {
-            for (status, headers, body) in replies {
+            let mut replies = replies.into_iter();
+            loop {
                 let Ok(Some(mut request)) = server.recv_timeout(Duration::from_secs(20)) else {
                     return;
                 };
@@ -483,7 +484,32 @@ impl FakeApi {
                     content_type: header("Content-Type"),
                     body: serde_json::from_str(&raw).unwrap_or(Value::String(raw)),
                 };
+                // The API reference types `params` as an array of strings, and a JSON
+                // `null` has been seen refused (../shared/reference/cloudflare.md): refuse
+                // it here too, whatever the script says. (The message's wording is ours.)
+                let bound_null = {
+                    let statements = match entry.body.get("batch") {
+                        Some(Value::Array(batch)) => batch.clone(),
+                        _ => vec![entry.body.clone()],
+                    };
+                    statements.iter().any(|s| {
+                        s["params"]
+                            .as_array()
+                            .is_some_and(|p| p.iter().any(Value::is_null))
+                    })
+                };
                 recorded.lock().expect("lock").push(entry);
+                let (status, headers, body) = if bound_null {
+                    failure(
+                        400,
+                        "Invalid property: params: Expected string, received null",
+                    )
+                } else {
+                    match replies.next() {
+                        Some(reply) => reply,
+                        None => return,
+                    }
+                };
                 let mut response = tiny_http::Response::from_string(body).with_status_code(status);
                 response.add_header(
                     tiny_http::Header::from_bytes("Content-Type", "application/json")
@@ -528,6 +554,7 @@ fn fast_retries(attempts: u32) -> RetryPolicy {
         max_attempts: attempts,
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(5),
+        max_retry_after: Duration::from_secs(5),
     }
 }
 
@@ -564,12 +591,10 @@ fn remote_query_sends_the_documented_request_and_parses_rows() {
         "meta": { "changes": 0, "rows_read": 1 },
     }]))]);
     let mut db = api.client(3);
-    let statement =
-        Statement::new("SELECT * FROM users WHERE id = ?1 AND name = ?2 AND x IS ?3 AND s > ?4")
-            .bind(1)
-            .bind("Анна\0")
-            .bind(None::<i64>)
-            .bind(1.5);
+    let statement = Statement::new("SELECT * FROM users WHERE id = ?1 AND name = ?2 AND s > ?3")
+        .bind(1)
+        .bind("Анна\0")
+        .bind(1.5);
     let rows = db.query(&statement).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["email"], json!("anna@example.com"));
@@ -596,8 +621,59 @@ fn remote_query_sends_the_documented_request_and_parses_rows() {
     );
     assert_eq!(
         request.body,
-        json!({ "sql": statement.sql, "params": [1, "Анна\0", null, 1.5] })
+        json!({ "sql": statement.sql, "params": [1, "Анна\0", 1.5] })
     );
+}
+
+/// A NULL never travels as a bound JSON `null` (the stand-in refuses one, as the API
+/// does): the statement goes with its values inlined, `NULL` in the SQL text.
+#[test]
+fn remote_null_parameters_travel_inlined() {
+    let api = FakeApi::start(vec![ok(json!([{ "rows": [], "meta": { "changes": 1 } }]))]);
+    let mut db = api.client(1);
+    let statement = Statement::new("UPDATE users SET telegram_id = ?1 WHERE name = ?2")
+        .bind(None::<i64>)
+        .bind("O'Brien");
+    db.execute(std::slice::from_ref(&statement)).unwrap();
+    let requests = api.finish();
+    assert_eq!(requests.len(), 1, "accepted at the first try");
+    assert_eq!(
+        requests[0].body,
+        json!({ "sql": "UPDATE users SET telegram_id = NULL WHERE name = 'O''Brien'", "params": [] })
+    );
+}
+
+/// After 1,200 requests in five minutes the API blocks the token for five minutes (429
+/// with `retry-after`): the wait is honoured beyond the backoff's cap.
+#[test]
+fn remote_retry_after_is_honoured_beyond_the_backoff_cap() {
+    let api = FakeApi::start(vec![
+        (
+            429,
+            vec![("Retry-After", "1".to_owned())],
+            json!({ "success": false, "errors": [{ "code": 971, "message": "Please wait and consider throttling your request speed" }], "messages": [], "result": null }).to_string(),
+        ),
+        ok(json!([{ "rows": [], "meta": {} }])),
+    ]);
+    let mut db = RemoteD1::new(
+        api.base.clone(),
+        ACCOUNT.into(),
+        DATABASE.into(),
+        TOKEN.into(),
+    )
+    .with_retry_policy(RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(10),
+        max_retry_after: Duration::from_secs(310),
+    });
+    let started = std::time::Instant::now();
+    db.query(&Statement::new("SELECT 1")).unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited as told"
+    );
+    assert_eq!(api.finish().len(), 2);
 }
 
 #[test]
