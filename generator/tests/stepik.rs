@@ -183,7 +183,7 @@ fn token_whoami_course_and_structure_from_the_fixtures() {
             title: "Demo: Video Access Course (invented)".into(),
             sections: vec![501, 502],
             update_date: Some("2024-09-01T12:00:00Z".into()),
-            can_view_grade_book: true,
+            grade_book_note: None,
         }
     );
     assert_eq!(h.client.structure(&course).unwrap(), fixture_structure());
@@ -205,15 +205,36 @@ fn token_whoami_course_and_structure_from_the_fixtures() {
     );
 }
 
+/// `actions.view_grade_book` is advisory: what it says is kept as a note, quoting
+/// `needs_plan` / `needs_permission` (a real 2026 course on a non-Enterprise plan).
 #[test]
-fn a_course_without_the_grade_book_action_cannot_view_it() {
-    let mut setup = Setup::fixtures();
-    let actions = setup.store.get_mut("courses").unwrap()[0]["actions"]
-        .as_object_mut()
-        .unwrap();
-    actions.remove("view_grade_book");
-    let h = Harness::start(setup);
-    assert!(!h.client.course(COURSE).unwrap().can_view_grade_book);
+fn a_disabled_grade_book_action_becomes_a_note() {
+    for (action, note) in [
+        (
+            Some(json!({"enabled": false, "needs_plan": "enterprise"})),
+            "not enabled (needs_plan: enterprise)",
+        ),
+        (
+            Some(json!({"enabled": false, "needs_permission": "teacher"})),
+            "not enabled (needs_permission: teacher)",
+        ),
+        (Some(json!({"enabled": false})), "not enabled"),
+        (None, "the action is missing"),
+    ] {
+        let mut setup = Setup::fixtures();
+        let actions = setup.store.get_mut("courses").unwrap()[0]["actions"]
+            .as_object_mut()
+            .unwrap();
+        match action {
+            Some(a) => actions.insert("view_grade_book".into(), a),
+            None => actions.remove("view_grade_book"),
+        };
+        let h = Harness::start(setup);
+        assert_eq!(
+            h.client.course(COURSE).unwrap().grade_book_note.as_deref(),
+            Some(note)
+        );
+    }
 }
 
 #[test]
@@ -438,17 +459,26 @@ fn a_response_slower_than_the_timeout_is_retried() {
     assert_eq!(h.client.stats().retries, 1);
 }
 
+/// A 200 whose JSON ends early or breaks off is retried like a transport error, within
+/// the retry budget, then fails naming the address; a well-formed answer of the wrong
+/// shape fails at once.
 #[test]
-fn malformed_json_is_a_decode_error() {
+fn truncated_or_malformed_answers_are_retried_then_fail_with_context() {
     let truncated = || Reply::raw(200, r#"{"meta": {"page": 1}, "courses": ["#);
+    let h = Harness::start(fail_first(is_path("/api/courses/9001"), truncated));
+    assert_eq!(h.client.course(COURSE).unwrap().id, COURSE);
+    assert_eq!(h.requests_to("/api/courses/9001"), 2);
+    assert_eq!(h.client.stats().retries, 1);
+
     let h = Harness::start(fail_always(is_path("/api/courses/9001"), truncated));
     let err = h.client.course(COURSE).unwrap_err();
+    assert!(matches!(&err, StepikError::Transport(_)), "{err:?}");
+    let message = err.to_string();
     assert!(
-        matches!(&err, StepikError::Decode { url, .. } if url.ends_with("/api/courses/9001")),
-        "{err:?}"
+        message.contains("/api/courses/9001") && message.contains("cut short or malformed"),
+        "{message}"
     );
-    assert!(err.to_string().contains("/api/courses/9001"), "{err}");
-    assert_eq!(h.requests_to("/api/courses/9001"), 1);
+    assert!(h.requests_to("/api/courses/9001") > 1);
 
     let wrong_shape = || Reply::raw(200, r#"{"meta": {}, "courses": [{"id": "9001"}]}"#);
     let h = Harness::start(fail_always(is_path("/api/courses/9001"), wrong_shape));
@@ -456,12 +486,13 @@ fn malformed_json_is_a_decode_error() {
         h.client.course(COURSE),
         Err(StepikError::Decode { .. })
     ));
+    assert_eq!(h.requests_to("/api/courses/9001"), 1);
 
     let html = || Reply::raw(200, "<html>oops</html>");
     let h = Harness::start(fail_always(is_grades_page(2), html));
     let (report, learners) = h.scan(PassRule::IsPassed);
     assert!(
-        matches!(&report, Err(StepikError::Decode { url, .. }) if url.contains("page=2")),
+        matches!(&report, Err(StepikError::Transport(m)) if m.contains("page=2")),
         "{report:?}"
     );
     assert_eq!(user_ids(&learners), [100001, 100002]);

@@ -369,7 +369,12 @@ fn a_scan_failing_midway_revokes_nothing_and_records_the_failure() {
     });
     for (name, setup, expected) in [
         ("retry budget", always_500, "budget of 3 retries is spent"),
-        ("malformed page", truncated, "page=2"),
+        // Retried like a transport error, within the budget.
+        (
+            "malformed page",
+            truncated,
+            "page 2 of course 9001: the answer was cut short",
+        ),
     ] {
         let mut db = with_extra_grants();
         let before = tables(&mut db);
@@ -405,6 +410,45 @@ fn a_scan_failing_midway_revokes_nothing_and_records_the_failure() {
         assert!(recorded.contains(expected), "{name}: {recorded}");
         assert_no_secret(&recorded);
     }
+}
+
+/// A real 2026 course owner on a non-Enterprise plan: `view_grade_book` says
+/// `{"enabled": false, "needs_plan": "enterprise"}` while `course-grades` answers. The
+/// action is advisory; a 403 from the grade book itself quotes what it said.
+#[test]
+fn a_needs_plan_grade_book_action_is_advisory_and_a_403_quotes_it() {
+    let needs_plan = |setup: Setup| {
+        let mut setup = setup;
+        setup.store.get_mut("courses").unwrap()[0]["actions"]["view_grade_book"] =
+            json!({"enabled": false, "needs_plan": "enterprise"});
+        setup
+    };
+    assert_run_succeeds(&Sync::start(needs_plan(Setup::fixtures())));
+
+    // Stepik's 403 answer (DRF's permission-denied body).
+    let refused = needs_plan(Setup::fixtures()).fault(|req, _| {
+        (req.path == "/api/course-grades").then(|| {
+            Reply::json(
+                403,
+                &json!({"detail": "You do not have permission to perform this action."}),
+            )
+        })
+    });
+    let mut db = seeded();
+    let before = tables(&mut db);
+    let error = Sync::start(refused).run(&mut db).expect_err("403");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("Stepik refused the grade book of course 9001")
+            && message.contains("view_grade_book is not enabled (needs_plan: enterprise)")
+            && message.contains("HTTP 403"),
+        "{message}"
+    );
+    assert_eq!(
+        tables(&mut db).grants,
+        before.grants,
+        "nothing granted or revoked"
+    );
 }
 
 /// Runs the fixture sync through `setup`'s faults on a fresh database; it must succeed

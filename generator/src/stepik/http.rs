@@ -166,7 +166,7 @@ impl Http {
     ) -> Result<Listing<T>, StepikError> {
         let url = format!("{}{path}", self.base_url);
         let mut stale = None;
-        let text = self.with_retries(&url, what, cancel, || {
+        let (items, has_next) = self.with_retries(&url, what, cancel, || {
             let (bearer, generation) = match self.bearer(stale) {
                 Ok(token) => token,
                 Err(e) => return Attempt::Fatal(e),
@@ -183,7 +183,27 @@ impl Http {
                 Err(e) => return failed_transport(e, &url, what),
             };
             match response.status().as_u16() {
-                200..=299 => read_body(&mut response, &url, what),
+                200..=299 => match read_body(&mut response, &url, what) {
+                    Attempt::Done(text) => match parse_listing(&text, key) {
+                        Ok(listing) => Attempt::Done(listing),
+                        // A 200 whose JSON ends early or breaks off (a dropped
+                        // connection, a proxy's error page) is a transport failure:
+                        // retried within the budget. A well-formed answer of the wrong
+                        // shape is not.
+                        Err(e) if e.is_eof() || e.is_syntax() => Attempt::Retry(Transient {
+                            status: None,
+                            message: format!("the answer was cut short or malformed ({e})"),
+                            retry_after: None,
+                        }),
+                        Err(e) => Attempt::Fatal(StepikError::Decode {
+                            url: url.clone(),
+                            message: format!("{e} (reading {what})"),
+                        }),
+                    },
+                    Attempt::Again => Attempt::Again,
+                    Attempt::Retry(t) => Attempt::Retry(t),
+                    Attempt::Fatal(e) => Attempt::Fatal(e),
+                },
                 401 if stale.is_none() => {
                     stale = Some(generation);
                     self.log(&format!("{what}: HTTP 401, fetching a new token"));
@@ -208,16 +228,11 @@ impl Http {
                 }),
             }
         })?;
-        parse_listing(&text, key)
-            .map_err(|e| StepikError::Decode {
-                url: url.clone(),
-                message: format!("{e} (reading {what})"),
-            })
-            .map(|(items, has_next)| Listing {
-                items,
-                has_next,
-                url,
-            })
+        Ok(Listing {
+            items,
+            has_next,
+            url,
+        })
     }
 
     /// Runs `attempt` until it is done, fails for good, or may not be retried any more.

@@ -168,8 +168,11 @@ pub struct CourseMeta {
     pub sections: Vec<u64>,
     /// When it last changed (RFC 3339), if Stepik says.
     pub update_date: Option<String>,
-    /// Whether the token may read the grade book (`actions.view_grade_book.enabled`).
-    pub can_view_grade_book: bool,
+    /// What Stepik's `actions.view_grade_book` says when it is not enabled (`None`:
+    /// enabled). Advisory only: a course owner on a non-Enterprise plan sees
+    /// `{"enabled": false, "needs_plan": "enterprise"}` while the grade book's
+    /// `course-grades` pages answer all the same; what page 1 answers decides.
+    pub grade_book_note: Option<String>,
 }
 
 /// What counts as a passed step.
@@ -323,17 +326,21 @@ impl StepikClient {
                 url,
                 message: format!("the answer does not hold {what}"),
             })?;
-        let can_view_grade_book = course
+        let grade_book_note = match course
             .actions
             .as_ref()
             .and_then(|a| a.get("view_grade_book"))
-            .is_some_and(action_enabled);
+        {
+            Some(action) if action_enabled(action) => None,
+            Some(action) => Some(action_note(action)),
+            None => Some("the action is missing".to_owned()),
+        };
         Ok(CourseMeta {
             id,
             title: course.title.unwrap_or_default(),
             sections: course.sections,
             update_date: course.update_date,
-            can_view_grade_book,
+            grade_book_note,
         })
     }
 
@@ -368,6 +375,25 @@ impl StepikClient {
 
 /// An action is enabled as `{"enabled": true}`; a bare link string (how Stepik marks
 /// some actions) counts as enabled too.
+/// A disabled action as Stepik explains it: `not enabled (needs_plan: enterprise)`.
+fn action_note(action: &Value) -> String {
+    let reasons: Vec<String> = ["needs_plan", "needs_permission"]
+        .iter()
+        .filter_map(|key| {
+            let value = action.get(key)?;
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            Some(format!("{key}: {text}"))
+        })
+        .collect();
+    if reasons.is_empty() {
+        "not enabled".to_owned()
+    } else {
+        format!("not enabled ({})", reasons.join(", "))
+    }
+}
+
 fn action_enabled(action: &Value) -> bool {
     match action {
         Value::Object(map) => map.get("enabled").and_then(Value::as_bool) == Some(true),

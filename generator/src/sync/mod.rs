@@ -15,7 +15,7 @@ pub mod state;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use course_core::site::{CourseStructure, SiteConfig};
 use course_core::unlock::LearnerProgress;
 use serde::Serialize;
@@ -115,12 +115,11 @@ pub fn run(opts: &SyncOptions, db: &mut dyn D1) -> anyhow::Result<Summary> {
     let course = client
         .course(opts.course_id)
         .with_context(|| format!("reading Stepik course {}", opts.course_id))?;
-    if !course.can_view_grade_book {
-        bail!(
-            "the Stepik account {} cannot read the grade book of course {} ({}): add it to the course's teachers",
-            summary.stepik_account,
-            opts.course_id,
-            course.title
+    // Advisory: what the grade book's page 1 answers decides (see CourseMeta).
+    if let Some(note) = &course.grade_book_note {
+        eprintln!(
+            "note: Stepik's course {} says view_grade_book is {note}; reading the grade book decides",
+            opts.course_id
         );
     }
     eprintln!("course {}: {}", opts.course_id, course.title);
@@ -144,7 +143,21 @@ pub fn run(opts: &SyncOptions, db: &mut dyn D1) -> anyhow::Result<Summary> {
         Some(start_run(db)?)
     };
 
-    let result = scan_and_write(opts, db, &client, &rules, &state, &mut summary);
+    let result = scan_and_write(opts, db, &client, &rules, &state, &mut summary).map_err(|e| {
+        let forbidden = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<crate::stepik::StepikError>(),
+                Some(crate::stepik::StepikError::Forbidden(_))
+            )
+        });
+        match (&course.grade_book_note, forbidden) {
+            (Some(note), true) => e.context(format!(
+                "Stepik refused the grade book of course {} ({}) to {}; the course says view_grade_book is {note}",
+                opts.course_id, course.title, summary.stepik_account
+            )),
+            _ => e,
+        }
+    });
     let stats = client.stats();
     summary.requests = stats.requests;
     summary.retries = stats.retries;
