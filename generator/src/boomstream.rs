@@ -9,20 +9,24 @@
 //!
 //! # Decisions
 //!
-//! - **The API key never goes into a URL.** Every call is a `POST` of an
-//!   `application/x-www-form-urlencoded` body to `{base}/{method}` (no query string at
-//!   all). The key travels twice, both outside the URL: as `Authorization: Bearer <key>`
-//!   (the newer documentation) and as the `apikey` form field (the long-standing
-//!   parameter), so whichever the server reads, it finds. Boomstream's JSON answers echo
-//!   the request URI (`RequestURI`); with nothing secret in the URI, nothing secret is
-//!   echoed. Raw answers are never logged or quoted whole.
-//! - **Pinned format and version**: `format=json` and `ver=1.2` are sent in the same form
+//! - **Documented input mode, the API key never in a URL.** Boomstream documents two
+//!   input modes: GET with query parameters, and POST with a JSON body
+//!   (`Content-Type: application/json`, "works for every API method"); a form-encoded
+//!   body is not one of them and may not be read. Every call is a `POST` of a JSON object
+//!   to `{base}/{method}` (no query string at all). The key travels outside the URL, as
+//!   `Authorization: Bearer <key>` and as the `apikey` member of the JSON body (the docs
+//!   put every parameter there). Boomstream's JSON answers echo the request URI
+//!   (`RequestURI`); with nothing secret in the URI, nothing secret is echoed. Raw
+//!   answers are never logged or quoted whole.
+//! - **Pinned format and version**: `format=json` and `ver=1.2` are sent in the same
 //!   body. An XML or HTML answer is a [`BoomstreamError::Decode`] that says so.
 //! - **Reading answers**: a JSON object whose `Status` is `Success` or `Failed`, with
 //!   `Message` on failure and `Hash` from `addbuyer`. Key names and the `Status` value are
 //!   matched case-insensitively (`ok`/`error` are accepted too); other keys are ignored.
-//! - **Both failure forms**: HTTP 2xx with `Status: Failed` is [`BoomstreamError::Failed`];
-//!   401 and 403 are [`BoomstreamError::Auth`] ("check `BOOMSTREAM_API_KEY`"); another
+//! - **Both failure forms**: HTTP 2xx with `Status: Failed` is [`BoomstreamError::Failed`],
+//!   except that a wrong key comes back that way too (HTTP 200, "Invalid API key",
+//!   "Application not found": plugin docs, Android SDK tests), which is
+//!   [`BoomstreamError::Auth`] like 401 and 403 ("check `BOOMSTREAM_API_KEY`"); another
 //!   4xx carrying a `Message` is [`BoomstreamError::Failed`], without one
 //!   [`BoomstreamError::Http`]. None of these is retried: trying again cannot change them.
 //! - **Retries**: 429, 5xx, timeouts and transport errors (refused, reset or closed
@@ -32,8 +36,12 @@
 //!   safe to repeat: re-adding an existing buyer succeeds (Boomstream's own plugin does it
 //!   on every page view); a repeated `deletebuyer` after a lost answer may come back as
 //!   `Failed` (the buyer is already gone), which the caller may treat as done.
-//! - **Redirects are not followed** (a 3xx is an [`BoomstreamError::Http`]): a `POST`
-//!   carrying the key is never re-sent somewhere else.
+//! - **Redirects**: the service redirects API calls (the official plugin had to start
+//!   following them). A 307 or 308 (which keep the method and body) to the configured
+//!   API host or to `boomstream.com` / `*.boomstream.com` over https is followed, up to
+//!   [`MAX_REDIRECTS`] hops; any other redirect is a systemic
+//!   [`BoomstreamError::Redirect`] naming the `Location` host, so the key is never sent
+//!   anywhere else.
 //! - **Secrets never appear in messages**: every error and log line is scrubbed of the
 //!   API key and of the buyer's access code (also in their URL-encoded forms), even when
 //!   the server quotes them back. `Debug` of the configuration, the client, [`Buyer`] and
@@ -65,6 +73,13 @@ pub const ADD_BUYER: &str = "ppv/addbuyer";
 
 /// The method that removes a buyer from a subscription.
 pub const DELETE_BUYER: &str = "ppv/deletebuyer";
+
+/// Redirect hops followed per call.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// `Status: Failed` messages that mean the key itself is wrong (Boomstream's plugin docs
+/// and Android SDK tests), matched case-insensitively as substrings.
+const BAD_KEY_MESSAGES: [&str; 3] = ["invalid api key", "invalid apikey", "application not found"];
 
 /// Random bytes in an access code: 192 bits, 32 base64url characters (the width of an
 /// MD5 hex digest, a common column size for such codes).
@@ -265,6 +280,21 @@ pub enum BoomstreamError {
         /// What is wrong with it.
         message: String,
     },
+    /// A redirect that is not followed (another host, a method-changing status, too
+    /// many hops): the API is configured or answering wrongly.
+    #[error(
+        "Boomstream redirected {method} with HTTP {status} to {location_host:?}, which is not followed ({why}); check BOOMSTREAM_API_URL"
+    )]
+    Redirect {
+        /// The API method.
+        method: String,
+        /// The redirect's status.
+        status: u16,
+        /// The host named by `Location` (never the whole URL: it may carry anything).
+        location_host: String,
+        /// Why it is not followed.
+        why: String,
+    },
 }
 
 impl BoomstreamError {
@@ -278,6 +308,7 @@ impl BoomstreamError {
             BoomstreamError::Config(_)
             | BoomstreamError::Auth { .. }
             | BoomstreamError::Transport(_)
+            | BoomstreamError::Redirect { .. }
             | BoomstreamError::Decode { .. } => true,
             BoomstreamError::Http { status, .. } => *status == 429 || *status >= 500,
             BoomstreamError::Failed { .. } | BoomstreamError::Invalid { .. } => false,
@@ -319,6 +350,17 @@ impl BoomstreamError {
             BoomstreamError::Decode { method, message } => BoomstreamError::Decode {
                 method: r(method),
                 message: r(message),
+            },
+            BoomstreamError::Redirect {
+                method,
+                status,
+                location_host,
+                why,
+            } => BoomstreamError::Redirect {
+                method: r(method),
+                status,
+                location_host: r(location_host),
+                why: r(why),
             },
         }
     }
@@ -549,17 +591,20 @@ impl BoomstreamClient {
         secrets: &Secrets<'_>,
     ) -> Result<Reply, BoomstreamError> {
         let url = format!("{}/{method}", self.base_url);
-        let mut form: Vec<(&str, &str)> = params.to_vec();
-        form.extend([
+        let mut body = Map::new();
+        for (name, value) in params.iter().copied().chain([
             ("format", "json"),
             ("ver", API_VERSION),
             ("apikey", self.api_key.as_str()),
-        ]);
+        ]) {
+            body.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+        let body = Value::Object(body);
         let bearer = format!("Bearer {}", self.api_key);
         let mut retries = 0u32;
         let result = loop {
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.attempt(&url, method, &bearer, &form) {
+            let failure = match self.attempt(&url, method, &bearer, &body) {
                 Attempt::Done(reply) => break Ok(reply),
                 Attempt::Fatal(e) => break Err(e),
                 Attempt::Retry(failure) => failure,
@@ -593,17 +638,74 @@ impl BoomstreamClient {
         result.map_err(|e| e.redacted(secrets))
     }
 
-    /// One request and what its answer means.
-    fn attempt(&self, url: &str, method: &str, bearer: &str, form: &[(&str, &str)]) -> Attempt {
-        let response = self
-            .agent
-            .post(url)
-            .header("Authorization", bearer)
-            .header("Accept", "application/json")
-            .send_form(form.iter().copied());
-        let mut response = match response {
-            Ok(r) => r,
-            Err(e) => return failed_transport(e, method),
+    /// Whether a redirect to `location` (absolute) may be followed: https (or the
+    /// configured scheme, for a loopback test server) to the configured API host or to
+    /// Boomstream's own domain. `Err` says why not.
+    fn may_follow(&self, location: &str) -> Result<(), String> {
+        let host = crate::net::host_of(location).to_ascii_lowercase();
+        let configured = crate::net::host_of(&self.base_url).to_ascii_lowercase();
+        let boomstream = host == "boomstream.com" || host.ends_with(".boomstream.com");
+        if host == configured
+            && location.starts_with(self.base_url.split("://").next().unwrap_or("https"))
+        {
+            return Ok(());
+        }
+        if boomstream && location.starts_with("https://") {
+            return Ok(());
+        }
+        Err("only the configured API host and https://*.boomstream.com are followed".into())
+    }
+
+    /// One request (following allowed 307/308 redirects) and what its answer means.
+    fn attempt(&self, url: &str, method: &str, bearer: &str, body: &Value) -> Attempt {
+        let mut target = url.to_owned();
+        let mut hops = 0;
+        let mut response = loop {
+            let response = self
+                .agent
+                .post(&target)
+                .header("Authorization", bearer)
+                .header("Accept", "application/json")
+                .send_json(body);
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => return failed_transport(e, method),
+            };
+            let status = response.status().as_u16();
+            if !(300..=399).contains(&status) {
+                break response;
+            }
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(|l| absolute_location(&target, l.trim()));
+            let refuse = |location_host: String, why: String| {
+                Attempt::Fatal(BoomstreamError::Redirect {
+                    method: method.to_owned(),
+                    status,
+                    location_host,
+                    why,
+                })
+            };
+            let Some(location) = location else {
+                return refuse(String::new(), "no Location header".into());
+            };
+            let host = crate::net::host_of(&location).to_owned();
+            if !matches!(status, 307 | 308) {
+                return refuse(
+                    host,
+                    "only 307 and 308 keep the method and body of a POST".into(),
+                );
+            }
+            if let Err(why) = self.may_follow(&location) {
+                return refuse(host, why);
+            }
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return refuse(host, format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            target = location;
         };
         let status = response.status().as_u16();
         match status {
@@ -614,6 +716,13 @@ impl BoomstreamClient {
                 };
                 match parse_answer(&text) {
                     Ok(answer) if answer.success => Attempt::Done(Reply { hash: answer.hash }),
+                    Ok(answer) if answer.message.as_deref().is_some_and(is_bad_key_message) => {
+                        Attempt::Fatal(BoomstreamError::Auth {
+                            method: method.to_owned(),
+                            status,
+                            message: answer.message.unwrap_or_default(),
+                        })
+                    }
                     Ok(answer) => Attempt::Fatal(BoomstreamError::Failed {
                         method: method.to_owned(),
                         message: answer
@@ -655,6 +764,34 @@ impl BoomstreamClient {
             }),
         }
     }
+}
+
+/// Whether a `Status: Failed` message says the key itself is wrong.
+fn is_bad_key_message(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    BAD_KEY_MESSAGES.iter().any(|m| message.contains(m))
+}
+
+/// A `Location` value made absolute against the URL it answered.
+fn absolute_location(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if let Some(path) = location.strip_prefix("//") {
+        return format!("{scheme}://{path}");
+    }
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    // Relative to the current path's directory.
+    let path = rest[authority.len()..]
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("/");
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    format!("{scheme}://{authority}{dir}/{location}")
 }
 
 /// A transport failure: retried unless trying again cannot help.

@@ -14,6 +14,17 @@ pub(crate) fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// The host of an absolute URL (without port or brackets), as written.
+pub(crate) fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    }
+}
+
 /// Whether a transport failure may go away by trying again (timeouts, broken or
 /// refused connections, garbled answers), as opposed to a mistake of ours.
 pub(crate) fn is_transient(e: &ureq::Error) -> bool {
@@ -49,12 +60,7 @@ pub(crate) fn form_encode(s: &str) -> String {
 
 /// Whether the URL points at this machine (then an environment proxy is not used).
 pub(crate) fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
+    let host = host_of(url);
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()

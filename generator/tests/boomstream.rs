@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use generator::boomstream::{
     ACCESS_CODE_LEN, API_KEY_VAR, API_URL_VAR, AddedBuyer, BoomstreamClient, BoomstreamConfig,
-    BoomstreamError, Buyer, DEFAULT_BASE_URL, new_access_code,
+    BoomstreamError, Buyer, DEFAULT_BASE_URL, MAX_REDIRECTS, new_access_code,
 };
 use serde_json::{Value, json};
 
@@ -40,8 +40,10 @@ struct Seen {
     accept: Option<String>,
     user_agent: Option<String>,
     body: String,
-    /// The body, form-decoded.
-    form: Vec<(String, String)>,
+    /// The parameters Boomstream reads: the query of a GET, the members of a POST's
+    /// JSON body. A form-encoded body is not a documented input mode
+    /// (../shared/reference/boomstream.md, "Input modes"), so nothing is read from one.
+    params: Vec<(String, String)>,
     /// Requests the mock answered before this one.
     index: usize,
     at: Instant,
@@ -49,14 +51,14 @@ struct Seen {
 
 impl Seen {
     fn param(&self, name: &str) -> Option<&str> {
-        self.form
+        self.params
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.form.iter().map(|(k, _)| k.as_str()).collect()
+        self.params.iter().map(|(k, _)| k.as_str()).collect()
     }
 
     /// Whether the request carries the mock's key (header or body).
@@ -112,10 +114,11 @@ fn boomstream(req: &Seen) -> Reply {
         v["RequestURI"] = req.url.clone().into();
         v
     };
+    // A wrong key is HTTP 200 with `Status: Failed` (plugin docs, Android SDK tests).
     if !req.authorised() {
         return Reply::json(
-            401,
-            &echo(json!({"Status": "Failed", "Message": "Invalid apikey"})),
+            200,
+            &echo(json!({"Status": "Failed", "Message": "Invalid API key"})),
         );
     }
     let path = req.url.split('?').next().unwrap_or_default();
@@ -284,7 +287,12 @@ fn handle(log: &Mutex<Vec<Seen>>, script: &Script, mut request: tiny_http::Reque
             content_type: header("Content-Type"),
             accept: header("Accept"),
             user_agent: header("User-Agent"),
-            form: form_decode(&body),
+            params: documented_params(
+                request.method().as_str(),
+                request.url(),
+                header("Content-Type").as_deref(),
+                &body,
+            ),
             body,
             index: log.len(),
             at: Instant::now(),
@@ -305,6 +313,33 @@ fn handle(log: &Mutex<Vec<Seen>>, script: &Script, mut request: tiny_http::Reque
 
 fn header_of(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+}
+
+/// What Boomstream reads of a request, by its documented input modes: GET with the
+/// parameters in the query string, POST with a JSON body (`Content-Type:
+/// application/json`). Anything else (a form-encoded body) yields nothing.
+fn documented_params(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Vec<(String, String)> {
+    match method {
+        "GET" => form_decode(url.split_once('?').map_or("", |(_, q)| q)),
+        "POST" if content_type.is_some_and(|c| c.starts_with("application/json")) => {
+            match serde_json::from_str::<Value>(body) {
+                Ok(Value::Object(members)) => members
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                        (k, text)
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn form_decode(body: &str) -> Vec<(String, String)> {
@@ -391,7 +426,7 @@ fn expect_err(result: Result<AddedBuyer, BoomstreamError>) -> BoomstreamError {
 }
 
 #[test]
-fn add_buyer_sends_every_field_with_the_key_only_in_header_and_body() {
+fn add_buyer_sends_json_with_every_field_and_the_key_only_in_header_and_body() {
     let mock = Mock::start(boomstream);
     let (client, lines) = client_for(&mock, |_| {});
 
@@ -406,9 +441,13 @@ fn add_buyer_sends_every_field_with_the_key_only_in_header_and_body() {
     assert_eq!(req.method, "POST");
     assert_eq!(req.url, "/api/ppv/addbuyer", "no query string at all");
     assert!(!req.url.contains(KEY));
-    assert_eq!(
-        req.content_type.as_deref(),
-        Some("application/x-www-form-urlencoded")
+    // The documented POST mode: a JSON body.
+    assert!(
+        req.content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{:?}",
+        req.content_type
     );
     assert_eq!(
         req.authorization.as_deref(),
@@ -430,7 +469,7 @@ fn add_buyer_sends_every_field_with_the_key_only_in_header_and_body() {
     ] {
         assert_eq!(req.param(name), Some(value), "{name} in {:?}", req.body);
     }
-    assert_eq!(req.form.len(), 9, "nothing else: {:?}", req.keys());
+    assert_eq!(req.params.len(), 9, "nothing else: {:?}", req.keys());
     assert!(
         lines.lock().expect("lines").is_empty(),
         "no retries, nothing logged"
@@ -555,7 +594,7 @@ fn answers_are_read_without_regard_to_case() {
 }
 
 #[test]
-fn a_401_names_the_key_variable_without_the_key_and_is_not_retried() {
+fn a_wrong_key_answered_200_failed_is_systemic_names_the_variable_and_is_not_retried() {
     let mock = Mock::start(boomstream);
     let wrong = "bsk-WRONG-key-31415";
     let (client, lines) = client_with(BoomstreamConfig {
@@ -569,18 +608,112 @@ fn a_401_names_the_key_variable_without_the_key_and_is_not_retried() {
         "{shown}"
     );
     assert!(shown.contains(API_KEY_VAR), "{shown}");
+    assert!(shown.contains("Invalid API key"), "{shown}");
     assert!(
-        shown.contains("401") && shown.contains("Invalid apikey"),
-        "{shown}"
-    );
-    assert!(
-        matches!(e, BoomstreamError::Auth { status: 401, .. }),
+        matches!(e, BoomstreamError::Auth { status: 200, .. }),
         "{e:?}"
     );
     assert!(e.is_systemic());
     assert_eq!(mock.log().len(), 1);
     assert_eq!(client.stats(), (1, 0));
     assert_lines_clean(&lines);
+
+    // "Application not found" (the other wording), and an HTTP 401, are the same.
+    for reply in [
+        || Reply::failed(200, "Application not found"),
+        || Reply::failed(401, "Invalid apikey"),
+    ] {
+        let mock = Mock::start(move |_| reply());
+        let (client, _) = client_for(&mock, |_| {});
+        let e = expect_err(add(&client));
+        assert!(matches!(e, BoomstreamError::Auth { .. }), "{e:?}");
+        assert!(e.is_systemic());
+    }
+}
+
+/// A form-encoded body is not a documented input mode: the stand-in reads nothing from
+/// one, as Boomstream may not; a GET's query and a POST's JSON are read.
+#[test]
+fn the_stand_in_reads_only_the_documented_input_modes() {
+    let json_body = documented_params(
+        "POST",
+        "/api/ppv/addbuyer",
+        Some("application/json"),
+        r#"{"code": "S", "ver": 1.2}"#,
+    );
+    assert_eq!(
+        json_body,
+        [("code".into(), "S".into()), ("ver".into(), "1.2".into())]
+    );
+    let query = documented_params("GET", "/api/ppv/addbuyer?code=S&email=a%40b", None, "");
+    assert_eq!(
+        query,
+        [("code".into(), "S".into()), ("email".into(), "a@b".into())]
+    );
+    assert!(
+        documented_params(
+            "POST",
+            "/api/ppv/addbuyer",
+            Some("application/x-www-form-urlencoded"),
+            "code=S"
+        )
+        .is_empty()
+    );
+}
+
+/// The service redirects API calls: a 307/308 to the configured host or to
+/// `*.boomstream.com` is followed with the method and body kept; anything else is a
+/// systemic error naming the `Location` host, and the key goes nowhere else.
+#[test]
+fn redirects_307_308_to_the_api_host_are_followed_others_are_systemic() {
+    let mock = Mock::start(|req| {
+        if req.url.starts_with("/api/") {
+            Reply::raw(307, "").header("Location", "/v2/ppv/addbuyer")
+        } else if req.url == "/v2/ppv/addbuyer" {
+            Reply::raw(308, "").header("Location", "/final/ppv/addbuyer")
+        } else {
+            let mut moved = req.clone();
+            moved.url = "/api/ppv/addbuyer".into();
+            boomstream(&moved)
+        }
+    });
+    let (client, _) = client_for(&mock, |_| {});
+    let added = add(&client).expect("followed");
+    assert!(added.confirms(CODE));
+    let log = mock.log();
+    assert_eq!(log.len(), 3);
+    for req in &log {
+        assert_eq!(req.method, "POST", "method kept");
+        assert_eq!(req.param("hash"), Some(CODE), "body kept");
+    }
+
+    for (status, location, host) in [
+        (302, "/api/other", "127.0.0.1"),
+        (307, "https://evil.example/api/ppv/addbuyer", "evil.example"),
+        (
+            308,
+            "https://boomstream.com.evil.example/x",
+            "boomstream.com.evil.example",
+        ),
+    ] {
+        let mock = Mock::start(move |_| Reply::raw(status, "").header("Location", location));
+        let (client, _) = client_for(&mock, |_| {});
+        let e = expect_err(add(&client));
+        let shown = checked(&e);
+        assert!(
+            matches!(&e, BoomstreamError::Redirect { location_host, .. } if location_host == host),
+            "{e:?}"
+        );
+        assert!(e.is_systemic());
+        assert!(shown.contains(host), "{shown}");
+        assert_eq!(mock.log().len(), 1, "not followed");
+    }
+    // Endless redirects stop.
+    let mock = Mock::start(|_| Reply::raw(307, "").header("Location", "/api/ppv/addbuyer"));
+    let (client, _) = client_for(&mock, |_| {});
+    let e = expect_err(add(&client));
+    assert!(matches!(e, BoomstreamError::Redirect { .. }), "{e:?}");
+    assert_eq!(mock.log().len(), MAX_REDIRECTS + 1);
 }
 
 #[test]
@@ -630,11 +763,11 @@ fn other_4xx_are_failed_with_a_message_or_http_errors_without_one() {
         "{e:?}"
     );
     assert!(!e.is_systemic());
-    // A redirect is not followed: the key is not re-sent elsewhere.
+    // A 302 is not followed: the key is not re-sent elsewhere.
     let e = expect_err(add(&client));
     checked(&e);
     assert!(
-        matches!(e, BoomstreamError::Http { status: 302, .. }),
+        matches!(e, BoomstreamError::Redirect { status: 302, .. }),
         "{e:?}"
     );
     assert_eq!(mock.log().len(), 3, "none of them retried");

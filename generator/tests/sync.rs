@@ -776,7 +776,7 @@ impl BoomstreamMock {
             for mut request in server.incoming_requests() {
                 let mut body = String::new();
                 let _ = std::io::Read::read_to_string(request.as_reader(), &mut body);
-                let fields: Vec<(String, String)> = url_fields(&body);
+                let fields: Vec<(String, String)> = body_fields(&body);
                 let get = |k: &str| {
                     fields
                         .iter()
@@ -805,8 +805,19 @@ impl BoomstreamMock {
     }
 }
 
-fn url_fields(body: &str) -> Vec<(String, String)> {
-    course_core::http::parse_urlencoded(body.as_bytes(), usize::MAX).unwrap_or_default()
+/// The members of a JSON request body, as Boomstream reads its documented POST mode
+/// (a form-encoded body is not one: nothing is read from it).
+fn body_fields(body: &str) -> Vec<(String, String)> {
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(members)) => members
+            .into_iter()
+            .map(|(k, v)| {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                (k, text)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[test]
@@ -861,14 +872,14 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
     assert_eq!(calls.len(), 2);
     for (url, body) in &calls {
         assert!(!url.contains(key), "the key never goes into a URL: {url}");
-        let fields = url_fields(body);
+        let fields = body_fields(body);
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(
             (get("code"), get("notification"), get("format")),
             (Some("SUB1"), Some("0"), Some("json"))
         );
     }
-    let alice_call = url_fields(&calls[0].1);
+    let alice_call = body_fields(&calls[0].1);
     assert!(alice_call.contains(&("email".into(), "alice@example.com".into())));
     assert!(alice_call.contains(&("hash".into(), alice_code.clone())));
 
@@ -918,9 +929,55 @@ fn revoking_the_last_grant_of_a_subscription_removes_the_boomstream_buyer() {
         .calls()
         .iter()
         .filter(|(url, _)| url.ends_with("/ppv/deletebuyer"))
-        .map(|(_, body)| url_fields(body))
+        .map(|(_, body)| body_fields(body))
         .collect();
     assert_eq!(deletes.len(), 1, "only SUB2, where Bob has nothing left");
     assert!(deletes[0].contains(&("code".into(), "SUB2".into())));
     assert!(deletes[0].contains(&("hash".into(), bob_code)));
+}
+
+/// The same refusal for several buyers in a row is about the account or subscription:
+/// the push stops after three, says so once, and D1 keeps every grant for the next run.
+#[test]
+fn identical_refusals_in_a_row_stop_the_push() {
+    let everyone = [
+        "alice@example.com",
+        "bob@example.com",
+        "dan@example.com",
+        "eve@example.com",
+    ];
+    let boomstream = BoomstreamMock::start(&everyone);
+    let with_boomstream = |opts: &mut SyncOptions| {
+        opts.config.course.boomstream_subscription = Some("SUB1".into());
+        let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key");
+        cfg.base_url = boomstream.url.clone();
+        cfg.base_backoff = Duration::from_millis(1);
+        opts.boomstream = Some(cfg);
+    };
+    let mut db = seeded();
+    Sync::start(Setup::fixtures()).run_ok(&mut db); // the videos, without Boomstream
+    // Dan and Eve get manual grants: four buyers in all.
+    write(
+        &mut db,
+        &[
+            "INSERT INTO grants (user_id, video_id, source) VALUES (3, 'intro', 'manual'), (4, 'intro', 'manual')",
+        ],
+    );
+    let summary = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
+    assert_eq!(boomstream.calls().len(), 3, "the fourth buyer is not tried");
+    assert_eq!(
+        (summary.boomstream.pushed, summary.boomstream.failed),
+        (0, 4)
+    );
+    let stops: Vec<&String> = summary
+        .warnings
+        .iter()
+        .filter(|w| w.contains("for 3 buyers in a row"))
+        .collect();
+    assert_eq!(stops.len(), 1, "{:?}", summary.warnings);
+    let grants = query(
+        &mut db,
+        "SELECT count(*) AS n FROM grants WHERE boomstream_confirmed_at IS NULL",
+    );
+    assert_eq!(grants[0]["n"], json!(8), "every grant kept, none confirmed");
 }

@@ -122,6 +122,9 @@ fn mark(user_id: i64, videos: &[String], now: i64, error: Option<&str>) -> State
     )
 }
 
+/// Identical per-buyer refusals in a row that stop the push as systemic.
+pub const IDENTICAL_FAILURES_STOP: u32 = 3;
+
 /// Pushes every unconfirmed grant. Per-buyer refusals are recorded and counted; a
 /// systemic failure (bad key, Boomstream down) stops the push for this run. Neither
 /// fails the sync: D1 already holds the grants, and the next run retries.
@@ -166,6 +169,9 @@ pub fn push(
     }
     warnings.dedup();
     let mut stopped: Option<String> = None;
+    // The same refusal for several buyers in a row is about the account or the
+    // subscription, not the buyers: stop after IDENTICAL_FAILURES_STOP of them.
+    let mut last_refusal: Option<(String, u32)> = None;
     for ((user_id, subscription), (videos, p)) in groups {
         if let Some(reason) = &stopped {
             statements.push(mark(user_id, &videos, now, Some(reason)));
@@ -200,6 +206,7 @@ pub fn push(
             Ok(added) if added.confirms(code) => {
                 statements.push(mark(user_id, &videos, now, None));
                 summary.pushed += 1;
+                last_refusal = None;
             }
             Ok(_) => {
                 statements.push(mark(
@@ -212,7 +219,23 @@ pub fn push(
             }
             Err(e) => {
                 let message = e.to_string();
-                if e.is_systemic() {
+                let repeated = match (&e, &mut last_refusal) {
+                    (BoomstreamError::Failed { .. }, Some((last, n))) if *last == message => {
+                        *n += 1;
+                        *n
+                    }
+                    (BoomstreamError::Failed { .. }, _) => {
+                        last_refusal = Some((message.clone(), 1));
+                        1
+                    }
+                    _ => 0,
+                };
+                if repeated >= IDENTICAL_FAILURES_STOP {
+                    warnings.push(format!(
+                        "Boomstream: {message} for {repeated} buyers in a row; the push stops here, the other grants are pushed next run"
+                    ));
+                    stopped = Some(message.clone());
+                } else if e.is_systemic() {
                     warnings.push(format!(
                         "Boomstream: {message}; the other grants are pushed next run"
                     ));
