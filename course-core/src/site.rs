@@ -85,6 +85,21 @@ pub struct Course {
     /// its own instead). Needed when the sync pushes grants to Boomstream.
     #[serde(default)]
     pub boomstream_subscription: Option<String>,
+    /// What kind of subscription `boomstream_subscription` is; required with it.
+    #[serde(default)]
+    pub boomstream_subscription_kind: Option<SubscriptionKind>,
+}
+
+/// How a Boomstream pay-per-view subscription gives access (Boomstream's user docs): a
+/// buyer of a *group* subscription may watch every video in it; a *single* one sells
+/// videos one by one, so a buyer gets only the media named when they were added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionKind {
+    /// One `addbuyer` per student and video, naming that video's media.
+    Single,
+    /// One `addbuyer` per student and subscription: every video in it opens at once.
+    Group,
 }
 
 fn default_lang() -> Lang {
@@ -107,6 +122,9 @@ pub struct Video {
     /// Its Boomstream subscription, when not the course's `boomstream_subscription`.
     #[serde(default)]
     pub boomstream_subscription: Option<String>,
+    /// The kind of its own `boomstream_subscription`; required with it.
+    #[serde(default)]
+    pub boomstream_subscription_kind: Option<SubscriptionKind>,
     /// What unlocks it.
     pub unlock: UnlockRule,
 }
@@ -118,6 +136,17 @@ impl Video {
             .as_deref()
             .or(course.boomstream_subscription.as_deref())
             .filter(|s| !s.trim().is_empty())
+    }
+
+    /// The kind of [`Video::subscription`]: the video's own with its own subscription,
+    /// else the course's. `None` when the subscription named has no kind (a
+    /// configuration problem, reported by [`SiteConfig::problems`]).
+    pub fn subscription_kind(&self, course: &Course) -> Option<SubscriptionKind> {
+        if self.boomstream_subscription.is_some() {
+            self.boomstream_subscription_kind
+        } else {
+            course.boomstream_subscription_kind
+        }
     }
 }
 
@@ -217,8 +246,50 @@ impl SiteConfig {
                     .into_iter()
                     .map(|p| format!("{key}.unlock: {p}")),
             );
+            if v.boomstream_subscription.is_some() && v.boomstream_subscription_kind.is_none() {
+                out.push(format!(
+                    "{key}.boomstream_subscription_kind: required with boomstream_subscription (\"single\" or \"group\")"
+                ));
+            }
+            if v.boomstream_subscription.is_none() && v.boomstream_subscription_kind.is_some() {
+                out.push(format!(
+                    "{key}.boomstream_subscription_kind: only with the video's own boomstream_subscription"
+                ));
+            }
         }
+        if c.boomstream_subscription.is_some() && c.boomstream_subscription_kind.is_none() {
+            out.push(
+                "course.boomstream_subscription_kind: required with boomstream_subscription (\"single\" or \"group\")"
+                    .to_owned(),
+            );
+        }
+        out.extend(self.shared_group_problems());
         out
+    }
+
+    /// A group subscription opens every video in it at once, so the videos sharing one
+    /// must unlock together: the same rule.
+    fn shared_group_problems(&self) -> Vec<String> {
+        let mut groups: BTreeMap<&str, Vec<&Video>> = BTreeMap::new();
+        for v in &self.videos {
+            if let (Some(sub), Some(SubscriptionKind::Group)) = (
+                v.subscription(&self.course),
+                v.subscription_kind(&self.course),
+            ) {
+                groups.entry(sub).or_default().push(v);
+            }
+        }
+        groups
+            .into_iter()
+            .filter(|(_, videos)| videos.iter().any(|v| v.unlock != videos[0].unlock))
+            .map(|(sub, videos)| {
+                let ids: Vec<String> = videos.iter().map(|v| format!("{:?}", v.id)).collect();
+                format!(
+                    "group subscription {sub:?} is shared by videos with different unlock rules ({}): a buyer of a group subscription may watch every video in it, so they would all open with the first; give them one rule, or use a single subscription",
+                    ids.join(", ")
+                )
+            })
+            .collect()
     }
 }
 
@@ -577,6 +648,62 @@ mod tests {
             "Слишком много неудачных попыток входа. Попробуйте снова через 15 мин."
         );
         assert_eq!(site.messages(Lang::Ru).text("no.such.key"), "no.such.key");
+    }
+
+    /// A named subscription needs its kind; a group subscription's videos must share
+    /// one rule (its buyer may watch them all at once).
+    #[test]
+    fn subscription_kinds_are_required_and_groups_unlock_together() {
+        let v = |id: &str, extra: &str, unlock: &str| {
+            format!(
+                "{{\"id\": \"{id}\", \"title\": \"t\", \"media_code\": \"m\", \"unlock\": {unlock}{extra}}}"
+            )
+        };
+        let own = |sub: &str, kind: &str| {
+            format!(
+                ", \"boomstream_subscription\": \"{sub}\", \"boomstream_subscription_kind\": \"{kind}\""
+            )
+        };
+        let mut c = config(&v(
+            "a",
+            ", \"boomstream_subscription\": \"S\"",
+            "{\"always\": true}",
+        ))
+        .unwrap();
+        c.course.boomstream_subscription = Some("C".into());
+        let p = c.problems().join("\n");
+        assert!(
+            p.contains("videos[0] (id \"a\").boomstream_subscription_kind: required"),
+            "{p}"
+        );
+        assert!(
+            p.contains("course.boomstream_subscription_kind: required"),
+            "{p}"
+        );
+        c.course.boomstream_subscription_kind = Some(SubscriptionKind::Single);
+        c.videos[0].boomstream_subscription_kind = Some(SubscriptionKind::Group);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(
+            c.videos[0].subscription_kind(&c.course),
+            Some(SubscriptionKind::Group)
+        );
+
+        let mixed = config(
+            &[
+                v("a", &own("G", "group"), "{\"always\": true}"),
+                v("b", &own("G", "group"), "{\"lessons\": [1]}"),
+                v("c", &own("H", "group"), "{\"lessons\": [2]}"),
+                v("d", &own("H", "group"), "{\"lessons\": [2]}"),
+            ]
+            .join(","),
+        )
+        .unwrap();
+        let p = mixed.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("group subscription \"G\" is shared by videos with different unlock rules (\"a\", \"b\")"),
+            "{p:?}"
+        );
     }
 
     #[test]

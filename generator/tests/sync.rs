@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::local_d1::{migrated_local_d1, persist_dir, repo_root};
 use common::sqlite_d1::SqliteD1;
-use course_core::site::CourseStructure;
+use course_core::site::{CourseStructure, SubscriptionKind};
 use generator::d1::{D1, D1Error, ExecuteReport, Row, Statement};
 use generator::stepik::PassRule;
 use generator::sync::{self, Summary, SyncOptions};
@@ -826,6 +826,7 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
     let key = "bs-key-SECRET-123";
     let with_boomstream = |opts: &mut SyncOptions| {
         opts.config.course.boomstream_subscription = Some("SUB1".into());
+        opts.config.course.boomstream_subscription_kind = Some(SubscriptionKind::Single);
         let mut cfg = generator::boomstream::BoomstreamConfig::new(key);
         cfg.base_url = boomstream.url.clone();
         cfg.base_backoff = Duration::from_millis(1);
@@ -833,14 +834,15 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
     };
     let mut db = seeded();
     let first = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
-    // Alice (4 grants, one subscription) is one buyer; Bob is refused this time.
+    // A single subscription: one `addbuyer` per grant. Alice's 4 go through; Bob's
+    // first is refused this time, his second goes through.
     assert_eq!(
         (
             first.boomstream.pushed,
             first.boomstream.failed,
             first.boomstream.codes_created
         ),
-        (1, 1, 2)
+        (5, 1, 2)
     );
     let codes = query(
         &mut db,
@@ -860,7 +862,7 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
          FROM grants GROUP BY user_id ORDER BY user_id",
     );
     assert_eq!(state[0]["confirmed"], json!(4));
-    assert_eq!(state[1]["confirmed"], json!(0));
+    assert_eq!(state[1]["confirmed"], json!(1));
     assert_eq!(
         state[1]["error"]
             .as_str()
@@ -869,7 +871,7 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
     );
 
     let calls = boomstream.calls();
-    assert_eq!(calls.len(), 2);
+    assert_eq!(calls.len(), 6);
     for (url, body) in &calls {
         assert!(!url.contains(key), "the key never goes into a URL: {url}");
         let fields = body_fields(body);
@@ -882,6 +884,14 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
     let alice_call = body_fields(&calls[0].1);
     assert!(alice_call.contains(&("email".into(), "alice@example.com".into())));
     assert!(alice_call.contains(&("hash".into(), alice_code.clone())));
+    // Each of Alice's calls names its own video's media.
+    let mut alice_media: Vec<String> = calls[..4]
+        .iter()
+        .map(|(_, body)| field_of(body, "media"))
+        .collect();
+    alice_media.sort();
+    alice_media.dedup();
+    assert_eq!(alice_media.len(), 4, "{alice_media:?}");
 
     // The next run pushes only what is missing (Bob), with the same codes.
     let second = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
@@ -893,13 +903,76 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
         ),
         (1, 0, 0)
     );
-    assert_eq!(second.boomstream.already_confirmed, 4);
-    assert_eq!(boomstream.calls().len(), 3);
+    assert_eq!(second.boomstream.already_confirmed, 5);
+    assert_eq!(boomstream.calls().len(), 7);
     let again = query(&mut db, "SELECT access_code FROM users WHERE id = 1");
     assert_eq!(again[0]["access_code"].as_str(), Some(alice_code.as_str()));
     // A third run makes no call at all.
     Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
-    assert_eq!(boomstream.calls().len(), 3);
+    assert_eq!(boomstream.calls().len(), 7);
+}
+
+/// One field of a JSON request body, or "".
+fn field_of(body: &str, name: &str) -> String {
+    body_fields(body)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+/// A group subscription gives its buyer every video in it, so one `addbuyer` per
+/// student covers them (the configuration makes its videos share one rule); the videos
+/// of a single subscription stay one call each.
+#[test]
+fn a_group_subscription_is_one_buyer_per_student_a_single_one_one_per_video() {
+    let boomstream = BoomstreamMock::start(&[]);
+    let with_boomstream = |opts: &mut SyncOptions| {
+        opts.config.course.boomstream_subscription = Some("SUB1".into());
+        opts.config.course.boomstream_subscription_kind = Some(SubscriptionKind::Single);
+        let intro = opts.config.videos.iter().find(|v| v.id == "intro");
+        let intro_rule = intro.expect("an intro video").unlock.clone();
+        for v in opts.config.videos.iter_mut() {
+            if v.id == "intro" || v.id == "basics" {
+                v.unlock = intro_rule.clone();
+                v.boomstream_subscription = Some("G1".into());
+                v.boomstream_subscription_kind = Some(SubscriptionKind::Group);
+            }
+        }
+        assert!(
+            opts.config.problems().is_empty(),
+            "{:?}",
+            opts.config.problems()
+        );
+        let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key");
+        cfg.base_url = boomstream.url.clone();
+        cfg.base_backoff = Duration::from_millis(1);
+        opts.boomstream = Some(cfg);
+    };
+    let mut db = seeded();
+    let summary = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
+    let calls: Vec<(String, String)> = boomstream
+        .calls()
+        .iter()
+        .map(|(_, body)| (field_of(body, "email"), field_of(body, "code")))
+        .collect();
+    // Alice: G1 once (intro and basics), final and practice in SUB1; Bob: G1 once.
+    let expected: Vec<(String, String)> = [
+        ("alice@example.com", "G1"),
+        ("alice@example.com", "SUB1"),
+        ("alice@example.com", "SUB1"),
+        ("bob@example.com", "G1"),
+    ]
+    .iter()
+    .map(|(e, c)| (e.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(calls, expected);
+    assert_eq!(summary.boomstream.pushed, 4);
+    let unconfirmed = query(
+        &mut db,
+        "SELECT count(*) AS n FROM grants WHERE boomstream_confirmed_at IS NULL",
+    );
+    assert_eq!(unconfirmed[0]["n"], json!(0), "every grant confirmed");
 }
 
 #[test]
@@ -908,9 +981,11 @@ fn revoking_the_last_grant_of_a_subscription_removes_the_boomstream_buyer() {
     let with_boomstream = |opts: &mut SyncOptions| {
         opts.revoke = true;
         opts.config.course.boomstream_subscription = Some("SUB1".into());
+        opts.config.course.boomstream_subscription_kind = Some(SubscriptionKind::Single);
         // "final" sits in a subscription of its own.
         if let Some(v) = opts.config.videos.iter_mut().find(|v| v.id == "final") {
             v.boomstream_subscription = Some("SUB2".into());
+            v.boomstream_subscription_kind = Some(SubscriptionKind::Single);
         }
         let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key");
         cfg.base_url = boomstream.url.clone();
@@ -940,15 +1015,17 @@ fn revoking_the_last_grant_of_a_subscription_removes_the_boomstream_buyer() {
 /// the push stops after three, says so once, and D1 keeps every grant for the next run.
 #[test]
 fn identical_refusals_in_a_row_stop_the_push() {
+    // Every call refused (the mock refuses a listed e-mail once per entry).
     let everyone = [
-        "alice@example.com",
-        "bob@example.com",
-        "dan@example.com",
-        "eve@example.com",
-    ];
+        ["alice@example.com"; 4].as_slice(),
+        &["bob@example.com"; 2],
+        &["dan@example.com", "eve@example.com"],
+    ]
+    .concat();
     let boomstream = BoomstreamMock::start(&everyone);
     let with_boomstream = |opts: &mut SyncOptions| {
         opts.config.course.boomstream_subscription = Some("SUB1".into());
+        opts.config.course.boomstream_subscription_kind = Some(SubscriptionKind::Single);
         let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key");
         cfg.base_url = boomstream.url.clone();
         cfg.base_backoff = Duration::from_millis(1);
@@ -956,7 +1033,7 @@ fn identical_refusals_in_a_row_stop_the_push() {
     };
     let mut db = seeded();
     Sync::start(Setup::fixtures()).run_ok(&mut db); // the videos, without Boomstream
-    // Dan and Eve get manual grants: four buyers in all.
+    // Dan and Eve get manual grants: eight buyer entries in all (a single subscription).
     write(
         &mut db,
         &[
@@ -967,7 +1044,7 @@ fn identical_refusals_in_a_row_stop_the_push() {
     assert_eq!(boomstream.calls().len(), 3, "the fourth buyer is not tried");
     assert_eq!(
         (summary.boomstream.pushed, summary.boomstream.failed),
-        (0, 4)
+        (0, 8)
     );
     let stops: Vec<&String> = summary
         .warnings

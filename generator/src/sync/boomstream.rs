@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use course_core::site::SiteConfig;
+use course_core::site::{SiteConfig, SubscriptionKind};
 use serde::Serialize;
 
 use crate::boomstream::{BoomstreamClient, BoomstreamError, Buyer, new_access_code};
@@ -148,8 +148,11 @@ pub fn push(
         .and_then(|r| row_int(r, "n"))
         .unwrap_or(0) as u64;
 
-    // One buyer per student and subscription covers all its videos.
-    let mut groups: BTreeMap<(i64, String), (Vec<String>, Pending)> = BTreeMap::new();
+    // Boomstream's access equals D1's grants: in a group subscription one buyer entry
+    // per student covers every video in it (the configuration makes sure they unlock
+    // together); in a single one, each video is its own `addbuyer` naming its media.
+    type Key = (i64, String, Option<String>);
+    let mut groups: BTreeMap<Key, (Vec<String>, Pending)> = BTreeMap::new();
     let mut statements = Vec::new();
     for p in pending(db)? {
         let Some(video) = config.videos.iter().find(|v| v.id == p.video_id) else {
@@ -162,8 +165,19 @@ pub fn push(
             ));
             continue;
         };
+        let per_video = match video.subscription_kind(&config.course) {
+            Some(SubscriptionKind::Single) => Some(p.video_id.clone()),
+            Some(SubscriptionKind::Group) => None,
+            None => {
+                warnings.push(format!(
+                    "video {:?}: its Boomstream subscription has no boomstream_subscription_kind: its grants are not pushed",
+                    video.id
+                ));
+                continue;
+            }
+        };
         let entry = groups
-            .entry((p.user_id, subscription.to_owned()))
+            .entry((p.user_id, subscription.to_owned(), per_video))
             .or_insert_with(|| (Vec::new(), p.clone()));
         entry.0.push(p.video_id);
     }
@@ -172,7 +186,7 @@ pub fn push(
     // The same refusal for several buyers in a row is about the account or the
     // subscription, not the buyers: stop after IDENTICAL_FAILURES_STOP of them.
     let mut last_refusal: Option<(String, u32)> = None;
-    for ((user_id, subscription), (videos, p)) in groups {
+    for ((user_id, subscription, _), (videos, p)) in groups {
         if let Some(reason) = &stopped {
             statements.push(mark(user_id, &videos, now, Some(reason)));
             summary.failed += 1;
