@@ -531,6 +531,58 @@ fn a_learner_listed_on_two_pages_is_written_once() {
     );
 }
 
+/// An unenrolment before Bob while the scan runs shifts him back past the cursor: no
+/// page shows him. The pages are asked for in a stable order (`order=id`), and a linked
+/// account the scan missed is asked for by itself (`&user=`), so Bob is not lost and
+/// nothing of his is revoked.
+#[test]
+fn a_linked_learner_the_pages_miss_is_found_by_a_recheck() {
+    let setup = Setup::fixtures().fault(|req, _| {
+        if req.path != "/api/course-grades" || req.param("user").is_some() {
+            return None;
+        }
+        let mut page = Setup::fixtures()
+            .grade_pages
+            .get(req.page() as usize - 1)?
+            .clone();
+        page["course-grades"]
+            .as_array_mut()?
+            .retain(|row| row["user"] != json!(100002));
+        Some(Reply::json(200, &page))
+    });
+    let mut db = with_extra_grants();
+    let sync = Sync::start_with(setup, |o| o.revoke = true);
+    let summary = sync.run_ok(&mut db);
+    assert_eq!(summary.rechecked_found, 1);
+    // Bob's row counts as if the pages had shown it: his unsupported "final" goes, as in
+    // a normal revoke run (unseen, he would have been left alone).
+    let expected = GRANTS_WITH_EXTRA.replace("2 final stepik; ", "");
+    assert_eq!(tables(&mut db).grants, expected);
+    let log = sync.mock.log();
+    let pages: Vec<_> = log
+        .iter()
+        .filter(|l| l.req.path == "/api/course-grades" && l.req.param("user").is_none())
+        .collect();
+    assert!(
+        pages.iter().all(|l| l.req.param("order") == Some("id")),
+        "a stable order"
+    );
+    let rechecks: Vec<_> = log
+        .iter()
+        .filter_map(|l| l.req.param("user").map(str::to_owned))
+        .collect();
+    // Bob (found) and Eve (linked, not a learner: still reported).
+    assert_eq!(rechecks, ["100002", "100099"]);
+    assert!(
+        summary
+            .warnings
+            .iter()
+            .any(|w| w.contains("1 linked accounts' Stepik ids are not in the grade book: 100099")),
+        "{:?}",
+        summary.warnings
+    );
+}
+
 /// Fails every write that adds grants, as a D1 outage in the middle of a run would.
 struct GrantWritesFail<'a>(&'a mut SqliteD1);
 

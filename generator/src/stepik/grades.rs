@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{Learner, PassRule, ScanReport, StepResult, StepikClient, StepikError};
 
 #[derive(Deserialize)]
-struct Row {
+pub(super) struct Row {
     user: u64,
     #[serde(default)]
     is_teacher: Option<bool>,
@@ -35,17 +35,17 @@ struct RowResult {
 }
 
 /// A page, digested by the worker that fetched it.
-struct Page {
+pub(super) struct Page {
     /// The last page: `has_next` false, or no rows at all.
     last: bool,
-    learners: Vec<Learner>,
+    pub(super) learners: Vec<Learner>,
     teacher_rows: u64,
     /// Users whose row is inconsistent, with the steps concerned.
     inconsistent: Vec<(u64, Vec<u64>)>,
 }
 
 impl Page {
-    fn digest(rows: Vec<Row>, has_next: bool, rule: PassRule) -> Page {
+    pub(super) fn digest(rows: Vec<Row>, has_next: bool, rule: PassRule) -> Page {
         let mut page = Page {
             last: !has_next || rows.is_empty(),
             learners: Vec::with_capacity(rows.len()),
@@ -206,7 +206,10 @@ fn work(client: &StepikClient, course_id: u64, rule: PassRule, shared: &Shared) 
         let result = client
             .http
             .get_page::<Row>(
-                &format!("/api/course-grades?course={course_id}&page={page}"),
+                // `order=id`: a stable order (the web grade book's default orders by
+                // score, which moves rows between pages while a scan runs); a learner who
+                // still moves is caught by the per-learner re-check of the sync.
+                &format!("/api/course-grades?course={course_id}&order=id&page={page}"),
                 "course-grades",
                 &format!("grade-book page {page} of course {course_id}"),
                 Some(&shared.cancel),

@@ -367,6 +367,26 @@ impl StepikClient {
         grades::scan(self, course_id, rule, on_learner)
     }
 
+    /// One learner's grade-book row (`course-grades?course=…&user=…`), `None` when they
+    /// are not a learner of the course (or are its teacher).
+    pub fn learner(
+        &self,
+        course_id: u64,
+        user_id: u64,
+        rule: PassRule,
+    ) -> Result<Option<Learner>, StepikError> {
+        let listing = self.http.get_page::<grades::Row>(
+            &format!("/api/course-grades?course={course_id}&user={user_id}"),
+            "course-grades",
+            &format!("the grade-book row of learner {user_id} in course {course_id}"),
+            None,
+        )?;
+        Ok(grades::Page::digest(listing.items, false, rule)
+            .learners
+            .into_iter()
+            .find(|l| l.user_id == user_id))
+    }
+
     /// Requests made so far.
     pub fn stats(&self) -> RequestStats {
         self.http.stats()

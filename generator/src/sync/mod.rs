@@ -87,6 +87,8 @@ pub struct Summary {
     pub retries: u64,
     /// Rows the grade book marked inconsistent (logged).
     pub inconsistent_rows: u64,
+    /// Linked learners the page scan missed, found by a one-by-one re-check.
+    pub rechecked_found: u64,
     /// What the Boomstream push did.
     pub boomstream: boomstream::PushSummary,
     /// Warnings (rules naming what the course lacks, linked accounts not seen, …).
@@ -99,6 +101,21 @@ fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Linked accounts missing from a scan that are re-checked one request each.
+pub const MAX_RECHECKS: usize = 200;
+
+/// Feeds one grade-book row to the planner.
+fn plan_learner(planner: &mut plan::Planner<'_>, learner: &Learner) {
+    let mut progress = LearnerProgress::default();
+    for step in &learner.steps {
+        if step.passed {
+            progress.passed.insert(step.step_id);
+        }
+        progress.scores.insert(step.step_id, step.score);
+    }
+    planner.learner(learner.user_id, &progress, learner.score);
 }
 
 /// Runs a sync against `db`.
@@ -192,14 +209,7 @@ fn scan_and_write(
     let scan_started = Instant::now();
     let report = client
         .scan_grades(opts.course_id, opts.pass_rule, &mut |learner: Learner| {
-            let mut progress = LearnerProgress::default();
-            for step in &learner.steps {
-                if step.passed {
-                    progress.passed.insert(step.step_id);
-                }
-                progress.scores.insert(step.step_id, step.score);
-            }
-            planner.learner(learner.user_id, &progress, learner.score);
+            plan_learner(&mut planner, &learner);
             seen += 1;
             if opts.progress_every > 0 && seen.is_multiple_of(opts.progress_every) {
                 if opts.progress_inline {
@@ -217,7 +227,34 @@ fn scan_and_write(
     if opts.progress_inline && opts.progress_every > 0 && seen >= opts.progress_every {
         eprintln!();
     }
-    let report = report?;
+    let mut report = report?;
+    // Offset paging can still move a learner between pages while the scan runs (an
+    // unenrolment before them shifts them back past the cursor). Linked accounts are the
+    // ones grants depend on: each one the scan did not see is asked for by itself.
+    let unseen = planner.linked_unseen();
+    if unseen.len() <= MAX_RECHECKS {
+        for stepik_id in unseen {
+            match client.learner(opts.course_id, stepik_id, opts.pass_rule) {
+                Ok(Some(learner)) => {
+                    plan_learner(&mut planner, &learner);
+                    summary.rechecked_found += 1;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    summary.warnings.push(format!(
+                        "re-checking learner {stepik_id} failed ({e}); the scan counts as incomplete"
+                    ));
+                    report.complete = false;
+                    break;
+                }
+            }
+        }
+    } else {
+        summary.warnings.push(format!(
+            "{} linked accounts were not in the scan: too many to re-check one by one (at most {MAX_RECHECKS})",
+            unseen.len()
+        ));
+    }
     summary.pages = report.pages;
     summary.scan_complete = report.complete;
     summary.inconsistent_rows = report.inconsistent_rows;

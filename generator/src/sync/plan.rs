@@ -244,11 +244,8 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Finishes the plan. Revocations stand only when the scan was complete.
-    pub fn finish(mut self, scan_complete: bool) -> Plan {
-        if !scan_complete {
-            self.plan.revocations.clear();
-        }
+    /// The Stepik ids of linked accounts not seen so far, ascending.
+    pub fn linked_unseen(&self) -> Vec<u64> {
         let mut not_seen: Vec<u64> = self
             .state
             .users_by_stepik
@@ -257,7 +254,15 @@ impl<'a> Planner<'a> {
             .copied()
             .collect();
         not_seen.sort_unstable();
-        self.plan.linked_not_seen = not_seen;
+        not_seen
+    }
+
+    /// Finishes the plan. Revocations stand only when the scan was complete.
+    pub fn finish(mut self, scan_complete: bool) -> Plan {
+        if !scan_complete {
+            self.plan.revocations.clear();
+        }
+        self.plan.linked_not_seen = self.linked_unseen();
         self.plan
     }
 }

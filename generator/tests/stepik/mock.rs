@@ -70,9 +70,9 @@ impl Req {
         self.param("page").and_then(|p| p.parse().ok()).unwrap_or(1)
     }
 
-    /// Whether this asks for grade-book page `n`.
+    /// Whether this asks for grade-book page `n` (not for one learner's row).
     pub(crate) fn is_grades_page(&self, n: u32) -> bool {
-        self.path == "/api/course-grades" && self.page() == n
+        self.path == "/api/course-grades" && self.param("user").is_none() && self.page() == n
     }
 }
 
@@ -406,6 +406,20 @@ fn route(setup: &Setup, control: &Control, req: &Req) -> Reply {
     let segments: Vec<&str> = req.path.trim_start_matches("/api/").split('/').collect();
     match segments.as_slice() {
         ["stepics", "1"] => Reply::json(200, &fixture("api_stepics_1.json")),
+        // `&user=<id>`: that learner's row alone (../shared/reference/stepik.md), an
+        // empty list for someone who is not a learner of the course.
+        ["course-grades"] if req.param("user").is_some() => {
+            let user: Option<u64> = req.param("user").and_then(|u| u.parse().ok());
+            let rows: Vec<Value> = setup
+                .grade_pages
+                .iter()
+                .filter_map(|p| p["course-grades"].as_array())
+                .flatten()
+                .filter(|row| row["user"].as_u64() == user && user.is_some())
+                .cloned()
+                .collect();
+            Reply::json(200, &envelope("course-grades", 1, false, &rows))
+        }
         ["course-grades"] => {
             let page = req.page();
             let body = setup
