@@ -404,7 +404,7 @@ fn csv_edge_cases() {
     assert_eq!(
         lines("\n\n"),
         [
-            "the file is empty: it needs a header line (email,name,password,telegram_id,stepik_user_id) and rows"
+            "the file is empty: it needs a header line (email,name,password,telegram_id,stepik_user_id,access_code) and rows"
         ]
     );
     // Windows-1251 instead of UTF-8.
