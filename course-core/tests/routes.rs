@@ -159,6 +159,9 @@ struct MemStore {
     /// Run once after the next `reserve_login` answers: an admin's change landing while
     /// the password is being verified.
     after_reserve: RefCell<Option<StoreChange>>,
+    /// Run once as the next `create_session` starts: a change landing between a
+    /// sign-in's checks and its session insert.
+    before_create_session: RefCell<Option<StoreChange>>,
 }
 
 impl MemStore {
@@ -252,6 +255,7 @@ impl MemStore {
             created_at: NOW,
             expires_at,
             verified_hash: None,
+            verified_telegram: None,
         });
     }
 
@@ -329,6 +333,9 @@ impl Store for MemStore {
     async fn create_session(&self, session: &NewSession) -> Result<bool, StoreError> {
         yield_once().await;
         self.op("create_session")?;
+        if let Some(change) = self.before_create_session.borrow_mut().take() {
+            change(self);
+        }
         let mut rows = self.sessions.borrow_mut();
         rows.retain(|r| r.expires_at > session.created_at);
         // As D1's `INSERT … SELECT … WHERE EXISTS (enabled user [with the verified hash])`.
@@ -339,6 +346,9 @@ impl Store for MemStore {
                     .verified_hash
                     .as_ref()
                     .is_none_or(|h| u.password_hash.as_ref() == Some(h))
+                && session
+                    .verified_telegram
+                    .is_none_or(|t| u.telegram_id == Some(t))
         });
         if !allowed {
             return Ok(false);
@@ -2378,7 +2388,8 @@ fn one_address_failing_across_accounts_is_throttled_alone() {
 }
 
 /// With Cloudflare's pseudo-IPv4 on, `cf-connecting-ip` of an IPv6 client is a made-up
-/// IPv4 address; the real one is in `cf-connecting-ipv6`, and that is what is counted.
+/// Class E address; the real one is in `cf-connecting-ipv6`, and that is what is
+/// counted — only then.
 #[test]
 fn ipv6_clients_are_counted_by_cf_connecting_ipv6() {
     let site = Site::with_env(&[("LOGIN_MAX_FAILURES_PER_ADDRESS", "3")]);
@@ -2407,6 +2418,22 @@ fn ipv6_clients_are_counted_by_cf_connecting_ipv6() {
         15,
     );
     assert_redirect(&from("240.0.0.9", "2001:db8:5:7::1", ANNA, PASSWORD), "/me");
+
+    // A real IPv4 client cannot escape its count with a forged IPv6 header.
+    for i in 0..3 {
+        let resp = from(
+            "203.0.113.7",
+            &format!("2001:db8:{i}::1"),
+            &format!("x{i}@example.com"),
+            "wrong",
+        );
+        assert_page(&resp, 401, LOGIN_FAILED);
+    }
+    site.assert_throttled(
+        &from("203.0.113.7", "2001:db8:99::1", ANNA, PASSWORD),
+        900,
+        15,
+    );
 }
 
 #[test]
@@ -2557,6 +2584,49 @@ fn telegram_sign_in_of_a_linked_account_starts_a_telegram_session() {
     assert!(!body.contains(UNLINK));
     assert!(!body.contains(WIDGET));
     assert!(site.logs().is_empty(), "{:?}", site.logs());
+}
+
+/// A disable or an unlink landing between the Telegram callback's lookup and its
+/// session insert wins: no session.
+#[test]
+fn telegram_sign_in_loses_to_a_disable_or_unlink_meanwhile() {
+    type Change = fn(&mut UserRow);
+    let changes: [(&str, Change); 2] = [
+        ("disabled", |u| u.disabled = true),
+        ("unlinked", |u| u.telegram_id = None),
+    ];
+    for (what, change) in changes {
+        let site = Site::with_telegram();
+        *site.store.before_create_session.borrow_mut() = Some(Box::new(move |store: &MemStore| {
+            let mut users = store.users.borrow_mut();
+            change(users.iter_mut().find(|u| u.id == NO_PASSWORD_ID).unwrap())
+        }));
+        let resp = site.telegram(&payload(TG_NO_PASSWORD, NOW));
+        assert_eq!(resp.status, 403, "{what}");
+        assert_no_cookie(&resp);
+        assert!(site.store.rows().is_empty(), "{what}: a session was stored");
+    }
+}
+
+/// An outage while confirming a link does not use up the intent: the student can try
+/// again at once.
+#[test]
+fn an_outage_during_a_link_post_keeps_the_intent() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    assert_redirect(&site.start_link(&cookie), START_LINKED);
+    site.store.fail_only("consume_telegram_hash");
+    assert_eq!(
+        site.confirm_link(&cookie, &payload(TG_FREE, NOW)).status,
+        503
+    );
+    assert!(!site.store.called("end_link"));
+    site.store.fail_ops.borrow_mut().clear();
+    assert_redirect(
+        &site.confirm_link(&cookie, &payload(TG_FREE, NOW + 1)),
+        "/me",
+    );
+    assert_eq!(site.store.telegram_id(ANNA_ID), Some(TG_FREE));
 }
 
 #[test]

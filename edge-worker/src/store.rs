@@ -190,13 +190,14 @@ impl Store for D1Store {
             "DELETE FROM sessions WHERE expires_at <= ?1",
             &[num(s.created_at)],
         )?;
-        // Only while the account is enabled and (for a password sign-in) still has the
-        // hash that was verified: a disable or password change landing during the
-        // verification wins.
+        // Only while the account is enabled and still has the hash (password sign-in) or
+        // the Telegram id (Telegram sign-in) that was verified: a disable, password
+        // change or unlink landing meanwhile wins.
         let insert = self.statement(
             "INSERT INTO sessions (id, user_id, auth_method, created_at, expires_at) \
              SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 \
-             AND disabled_at IS NULL AND (?6 IS NULL OR password_hash IS ?6)) RETURNING id",
+             AND disabled_at IS NULL AND (?6 IS NULL OR password_hash IS ?6) \
+             AND (?7 IS NULL OR telegram_id IS ?7)) RETURNING id",
             &[
                 s.row_key.as_str().into(),
                 num(s.user_id),
@@ -206,12 +207,13 @@ impl Store for D1Store {
                 s.verified_hash
                     .as_deref()
                     .map_or(JsValue::NULL, JsValue::from),
+                s.verified_telegram.map_or(JsValue::NULL, num),
             ],
         )?;
         let results = self.batch_results(vec![prune, insert]).await?;
         let inserted = match results.get(1) {
             Some(r) => r.results::<KeyRow>().map_err(err)?.len(),
-            None => 0,
+            None => return Err(StoreError("D1 batch returned no result".into())),
         };
         Ok(inserted == 1)
     }

@@ -531,6 +531,27 @@ fn delete_buyer_sends_the_subscription_and_the_code() {
     assert_eq!(req.param("ver"), Some("1.2"));
 }
 
+/// A short access code (an imported Flask-era one) is not cut out of ordinary words,
+/// which would garble the message and outline the code: the message is withheld whole.
+#[test]
+fn a_message_quoting_a_short_code_is_withheld() {
+    let mock = Mock::start(|_| Reply::failed(200, "Buyer with hash k7x9q not found"));
+    let (client, _) = client_for(&mock, |_| {});
+    let short = Buyer {
+        access_code: "k7x9q",
+        ..buyer()
+    };
+    let e = client.add_buyer(&short).unwrap_err();
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("k7x9q"), "{shown}");
+    assert!(shown.contains("message withheld"), "{shown}");
+    // A message that does not contain it is shown as it is.
+    let mock = Mock::start(|_| Reply::failed(200, "Subscription not found"));
+    let (client, _) = client_for(&mock, |_| {});
+    let e = client.add_buyer(&short).unwrap_err();
+    assert!(e.to_string().contains("Subscription not found"), "{e}");
+}
+
 #[test]
 fn status_failed_is_an_error_carrying_the_message_and_is_not_retried() {
     let mock = Mock::start(|_| Reply::failed(200, "Subscription not found"));

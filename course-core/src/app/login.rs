@@ -46,13 +46,20 @@ fn address_block(raw: &str) -> String {
     }
 }
 
-/// The client's address as Cloudflare gives it: `cf-connecting-ipv6` when present (with
-/// pseudo-IPv4 on, `cf-connecting-ip` holds a made-up IPv4 address for IPv6 clients),
-/// else `cf-connecting-ip`.
+/// The client's address as Cloudflare gives it. With Pseudo IPv4 on, an IPv6 client's
+/// `cf-connecting-ip` is a made-up address from the Class E range 240.0.0.0/4 and the
+/// real one is in `cf-connecting-ipv6`; only then is that header used, since nothing
+/// documents Cloudflare removing one a client sends itself (a forged header on every
+/// request must not make a fresh throttle key each time).
 fn client_address(req: &Request) -> Option<&str> {
-    req.header("cf-connecting-ipv6")
-        .filter(|a| !a.trim().is_empty())
-        .or_else(|| req.header("cf-connecting-ip"))
+    let ip = req.header("cf-connecting-ip");
+    let pseudo = ip
+        .and_then(|a| a.trim().parse::<std::net::Ipv4Addr>().ok())
+        .is_some_and(|v4| v4.octets()[0] >= 240);
+    match req.header("cf-connecting-ipv6") {
+        Some(v6) if pseudo && !v6.trim().is_empty() => Some(v6),
+        _ => ip,
+    }
 }
 
 impl<S: Store> Handler<'_, '_, S> {
@@ -212,7 +219,7 @@ impl<S: Store> Handler<'_, '_, S> {
             req,
             user.id,
             AuthMethod::Password,
-            Some(&current_hash),
+            super::Verified::Password(&current_hash),
             next.as_deref().unwrap_or("/me"),
         )
         .await

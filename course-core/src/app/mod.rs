@@ -152,6 +152,15 @@ pub fn site_broken(req: &Request) -> Response {
     finish(resp, !req.is_local_http(), false)
 }
 
+/// What a sign-in verified, which must still hold when its session is stored.
+#[derive(Debug, Clone, Copy)]
+enum Verified<'a> {
+    /// The password, against this stored hash.
+    Password(&'a str),
+    /// The Telegram login of this id.
+    Telegram(i64),
+}
+
 /// One request being handled: the app plus the language the answer is in.
 struct Handler<'h, 'a, S: Store> {
     app: &'h App<'a, S>,
@@ -231,7 +240,7 @@ impl<S: Store> Handler<'_, '_, S> {
         req: &Request,
         user_id: i64,
         method: AuthMethod,
-        verified_hash: Option<&str>,
+        verified: Verified<'_>,
         location: &str,
     ) -> Option<Response> {
         let (keys, settings) = match self.ready() {
@@ -259,7 +268,14 @@ impl<S: Store> Handler<'_, '_, S> {
             method,
             created_at: self.now,
             expires_at: claims.expires_at,
-            verified_hash: verified_hash.map(str::to_owned),
+            verified_hash: match verified {
+                Verified::Password(hash) => Some(hash.to_owned()),
+                Verified::Telegram(_) => None,
+            },
+            verified_telegram: match verified {
+                Verified::Telegram(id) => Some(id),
+                Verified::Password(_) => None,
+            },
         };
         if let Some(old) = req
             .cookie(cookie_name(req))

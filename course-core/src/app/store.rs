@@ -106,9 +106,14 @@ pub struct NewSession {
     /// Expiry.
     pub expires_at: i64,
     /// For a password sign-in, the hash the password was verified against: the row is
-    /// only stored while the account still has it, so a password changed (or a
-    /// sign-out-everywhere) during the verification is not undone by it.
+    /// only stored while the account still has it, so a password set during the
+    /// verification (`set-password`, with or without `--sign-out-everywhere`) is not
+    /// undone by it. (`sessions revoke` alone changes no hash: a login verified before
+    /// it may still land.)
     pub verified_hash: Option<String>,
+    /// For a Telegram sign-in, the Telegram id verified: stored only while the account
+    /// still has it (an unlink meanwhile wins).
+    pub verified_telegram: Option<i64>,
 }
 
 /// A video and whether this student may watch it.
@@ -188,8 +193,9 @@ pub trait Store {
         new: &str,
     ) -> Result<bool, StoreError>;
     /// Stores a new session, dropping sessions that have expired by `session.created_at`,
-    /// in one batch; only while its account is enabled and, for a password sign-in,
-    /// still has `session.verified_hash`. False when refused (nothing stored).
+    /// in one batch; only while its account is enabled and still has
+    /// `session.verified_hash` / `verified_telegram` (when given). False when refused
+    /// (nothing stored).
     async fn create_session(&self, session: &NewSession) -> Result<bool, StoreError>;
     /// The session row with this key and its user.
     async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError>;

@@ -81,10 +81,16 @@ impl<S: Store> Handler<'_, '_, S> {
         };
         match self.store.user_by_telegram(login.id).await {
             Ok(Some(account)) if !account.disabled => {
-                // Refused when the account was disabled in the meantime.
-                self.start_session(req, account.id, AuthMethod::Telegram, None, "/me")
-                    .await
-                    .unwrap_or_else(|| self.error_page(403, "disabled"))
+                // Refused when the account was disabled or unlinked in the meantime.
+                self.start_session(
+                    req,
+                    account.id,
+                    AuthMethod::Telegram,
+                    super::Verified::Telegram(login.id),
+                    "/me",
+                )
+                .await
+                .unwrap_or_else(|| self.error_page(403, "disabled"))
             }
             Ok(Some(_)) => self.error_page(403, "disabled"),
             Ok(None) => self.error_page(403, "telegram_not_linked"),
@@ -178,7 +184,9 @@ impl<S: Store> Handler<'_, '_, S> {
         let row_key = current.claims.row_key();
         let resp = match self.confirmed_link(req, &current, &row_key).await {
             Ok(resp) => resp,
-            // The intent is used once: a refused attempt ends it too.
+            // The intent is used once: a refused attempt ends it too (not an outage:
+            // the student may try again at once).
+            Err(resp) if resp.status == 503 => resp,
             Err(resp) => {
                 if let Err(e) = self.store.end_link(&row_key).await {
                     (self.log)(&format!("link intent not ended: {e}"));

@@ -635,6 +635,17 @@ pub fn import(
         generated: generated.len(),
         ..ImportReport::default()
     };
+    let same: Vec<u64> = rows
+        .iter()
+        .filter(|r| r.password.is_some() && r.password == r.access_code)
+        .map(|r| r.line)
+        .collect();
+    if !same.is_empty() {
+        report.messages.push(format!(
+            "note: on {} the password is also the Boomstream access code, which stays readable (D1, /me, the player link); `users set-password` separates them",
+            lines_list(&same)
+        ));
+    }
     let short: Vec<u64> = rows
         .iter()
         .zip(&plaintexts)
@@ -933,7 +944,13 @@ fn db_statements(
             set("password_hash", SqlValue::from(hashes[r].clone()));
         }
         if access_code {
-            set("access_code", SqlValue::from(row.access_code.clone()));
+            // Only fills a missing code: one the sync made since the users were read
+            // (hashing can take minutes) stays.
+            params.push(SqlValue::from(row.access_code.clone()));
+            sets.push(format!(
+                "access_code = COALESCE(access_code, ?{})",
+                params.len()
+            ));
         }
         statements.push(Statement::with_params(
             format!("UPDATE users SET {} WHERE id = ?1", sets.join(", ")),
