@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)] // The D1 helpers serve the other test binaries.
+mod common;
+
 use generator::boomstream::{
     ACCESS_CODE_LEN, API_KEY_VAR, API_URL_VAR, AddedBuyer, BoomstreamClient, BoomstreamConfig,
     BoomstreamError, Buyer, DEFAULT_BASE_URL, MAX_REDIRECTS, new_access_code,
@@ -327,16 +330,7 @@ fn documented_params(
     match method {
         "GET" => form_decode(url.split_once('?').map_or("", |(_, q)| q)),
         "POST" if content_type.is_some_and(|c| c.starts_with("application/json")) => {
-            match serde_json::from_str::<Value>(body) {
-                Ok(Value::Object(members)) => members
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                        (k, text)
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            }
+            common::request::json_members(body)
         }
         _ => Vec::new(),
     }

@@ -857,19 +857,9 @@ impl BoomstreamMock {
     }
 }
 
-/// The members of a JSON request body, as Boomstream reads its documented POST mode
-/// (a form-encoded body is not one: nothing is read from it).
+/// The members of a JSON request body, as Boomstream reads its documented POST mode.
 fn body_fields(body: &str) -> Vec<(String, String)> {
-    match serde_json::from_str::<Value>(body) {
-        Ok(Value::Object(members)) => members
-            .into_iter()
-            .map(|(k, v)| {
-                let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                (k, text)
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
+    common::request::json_members(body)
 }
 
 #[test]

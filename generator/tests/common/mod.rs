@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
 
 pub(crate) mod local_d1;
+pub(crate) mod request;
 pub(crate) mod sqlite_d1;
