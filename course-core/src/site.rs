@@ -88,6 +88,25 @@ pub struct Course {
     /// What kind of subscription `boomstream_subscription` is; required with it.
     #[serde(default)]
     pub boomstream_subscription_kind: Option<SubscriptionKind>,
+    /// The `access_expire` sent with every Boomstream buyer (`YYYY-MM-DD` or
+    /// `YYYY-MM-DD HH:MM:SS`, Moscow time as Boomstream reads it); default
+    /// [`DEFAULT_ACCESS_EXPIRE`], far in the future, so access does not run out.
+    #[serde(default)]
+    pub boomstream_access_expire: Option<String>,
+}
+
+/// The access expiry sent to Boomstream unless `boomstream_access_expire` says otherwise
+/// (an independent client sends 2100-12-12 for the same reason).
+pub const DEFAULT_ACCESS_EXPIRE: &str = "2100-12-31";
+
+impl Course {
+    /// The `access_expire` to send to Boomstream.
+    pub fn access_expire(&self) -> &str {
+        self.boomstream_access_expire
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or(DEFAULT_ACCESS_EXPIRE)
+    }
 }
 
 /// How a Boomstream pay-per-view subscription gives access (Boomstream's user docs): a
@@ -262,6 +281,13 @@ impl SiteConfig {
                 "course.boomstream_subscription_kind: required with boomstream_subscription (\"single\" or \"group\")"
                     .to_owned(),
             );
+        }
+        if let Some(expire) = &c.boomstream_access_expire
+            && crate::time::parse_date_time(expire).is_none()
+        {
+            out.push(format!(
+                "course.boomstream_access_expire: {expire:?} is not a date (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)"
+            ));
         }
         out.extend(self.shared_group_problems());
         out

@@ -705,6 +705,7 @@ fn child(args: &ChildArgs) -> anyhow::Result<()> {
         progress_every: 0,
         progress_inline: false,
         boomstream: None,
+        recheck_boomstream: false,
     };
     // Resets VmHWM to the current RSS (Linux ≥ 4.0), so the peak is the run's.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();

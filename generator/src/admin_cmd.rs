@@ -9,8 +9,10 @@ use generator::admin::import::{self, ImportOptions};
 use generator::admin::passwords::{self, Argon2, Progress};
 use generator::admin::users::{self, Link, NewUser};
 use generator::admin::{Outcome, SqlScript, Target, grants, validate};
+use generator::boomstream::{BoomstreamClient, BoomstreamConfig};
 use generator::d1::{D1, LocalD1, RemoteD1};
 use generator::secret_file;
+use generator::sync::boomstream::{PushOptions, settle};
 
 use crate::cli::{D1Target, GrantsCommand, ReadTarget, SessionsCommand, UsersCommand, WriteTarget};
 
@@ -49,7 +51,7 @@ pub(crate) fn users(command: &UsersCommand) -> anyhow::Result<()> {
                 report = Some(r);
                 Ok(Outcome {
                     changed,
-                    messages: Vec::new(),
+                    ..Outcome::default()
                 })
             })?;
             if let Some(report) = report {
@@ -79,6 +81,13 @@ pub(crate) fn users(command: &UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::Enable(args) => {
             run(&args.target, |t| users::set_disabled(t, &args.user, false))
+        }
+        UsersCommand::Delete(args) => {
+            confirm_delete(&args.user, args.yes)?;
+            run(&args.target, |t| users::delete(t, &args.user))
+        }
+        UsersCommand::RotateAccessCode(args) => {
+            run(&args.target, |t| users::rotate_access_code(t, &args.user))
         }
         UsersCommand::Link(args) => {
             let mut links = Vec::new();
@@ -174,7 +183,13 @@ fn write(
     match (&target.d1, &target.sql) {
         (Some(d1), None) => {
             let mut db = open_db(*d1, target.persist_to.as_deref())?;
-            operation(&mut Target::Db(db.as_mut()))
+            let mut outcome = operation(&mut Target::Db(db.as_mut()))?;
+            if let Some(user) = outcome.boomstream_user {
+                outcome
+                    .messages
+                    .extend(settle_boomstream(db.as_mut(), user, &target.config));
+            }
+            Ok(outcome)
         }
         (None, Some(path)) => {
             // Fail before any work (and before a passwords file is written) when the
@@ -193,6 +208,77 @@ fn write(
             Ok(outcome)
         }
         _ => bail!("give exactly one of --d1 local|remote and --sql FILE"),
+    }
+}
+
+/// Carries out on Boomstream what an admin command recorded for `user` (removals, then
+/// the grants to add back), when BOOMSTREAM_API_KEY is set; the lines to print. What
+/// fails stays recorded in D1 for the next sync: the command itself has succeeded.
+fn settle_boomstream(db: &mut dyn D1, user: i64, config_path: &Path) -> Vec<String> {
+    let Some(cfg) = BoomstreamConfig::from_env() else {
+        return vec![
+            "Boomstream: BOOMSTREAM_API_KEY is not set; the change is recorded in D1 and the next `generator sync` with the key carries it out".to_owned(),
+        ];
+    };
+    let later = "the change is recorded in D1 and the next `generator sync` carries it out";
+    let config = match crate::site_files::load_config(config_path) {
+        Ok(config) => config,
+        Err(e) => return vec![format!("Boomstream: {e:#}; {later}")],
+    };
+    let client = match BoomstreamClient::new(cfg) {
+        Ok(client) => client,
+        Err(e) => return vec![format!("Boomstream: {e}; {later}")],
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut warnings = Vec::new();
+    let opts = PushOptions {
+        recheck: false,
+        only_user: Some(user),
+    };
+    match settle(db, &client, &config, opts, now, &mut warnings) {
+        Ok(summary) => {
+            let mut lines = vec![format!(
+                "Boomstream: {} buyer entr{} removed, {} added{}",
+                summary.removed,
+                if summary.removed == 1 { "y" } else { "ies" },
+                summary.pushed,
+                if summary.removals_waiting + summary.failed > 0 {
+                    format!("; {later} for the rest")
+                } else {
+                    String::new()
+                }
+            )];
+            lines.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
+            lines
+        }
+        Err(e) => vec![format!(
+            "Boomstream: recording the outcome in D1 failed ({e}); {later}"
+        )],
+    }
+}
+
+/// `users delete` asks first: on a terminal, the USER typed again; elsewhere `--yes`.
+fn confirm_delete(who: &generator::admin::UserRef, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "`users delete` deletes {who} and everything kept about them: add --yes to confirm (nothing was deleted)"
+        );
+    }
+    eprint!(
+        "This deletes {who}, their sessions, grants and progress, and removes their Boomstream access.\nType the user again to confirm: "
+    );
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the confirmation")?;
+    match line.trim().parse::<generator::admin::UserRef>() {
+        Ok(typed) if &typed == who => Ok(()),
+        _ => bail!("the confirmation did not match {who}; nothing was deleted"),
     }
 }
 

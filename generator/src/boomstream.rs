@@ -1,6 +1,8 @@
-//! A small blocking client for the two Boomstream pay-per-view calls the sync needs:
-//! `ppv/addbuyer` (grant a buyer access to a subscription) and `ppv/deletebuyer`
-//! (revoke it), plus [`new_access_code`] for the buyers' personal access codes.
+//! A small blocking client for the Boomstream pay-per-view calls the sync needs:
+//! `ppv/addbuyer` (grant a buyer access to a subscription), `ppv/deletebuyer` (revoke
+//! it), `ppv/updatebuyer` and `ppv/info` (repair a buyer whose access expired or has no
+//! activations left, as Boomstream's official plugin does), plus [`new_access_code`] for
+//! the buyers' personal access codes.
 //!
 //! What is known of the API is in `shared/reference/boomstream.md`; the per-method
 //! parameter tables were not available, so every parameter name lives in one place
@@ -21,7 +23,9 @@
 //! - **Pinned format and version**: `format=json` and `ver=1.2` are sent in the same
 //!   body. An XML or HTML answer is a [`BoomstreamError::Decode`] that says so.
 //! - **Reading answers**: a JSON object whose `Status` is `Success` or `Failed`, with
-//!   `Message` on failure and `Hash` from `addbuyer`. Key names and the `Status` value are
+//!   `Message` on failure, and from `addbuyer` `Hash`, `AccessExpirationDate` (Moscow
+//!   time; `0000-00-00 00:00:00` for none) and `Recovery` (activations left), which
+//!   [`AddedBuyer::problem`] reads as the official plugin does. Key names and the `Status` value are
 //!   matched case-insensitively (`ok`/`error` are accepted too); other keys are ignored.
 //! - **Both failure forms**: HTTP 2xx with `Status: Failed` is [`BoomstreamError::Failed`],
 //!   except that a wrong key comes back that way too (HTTP 200, "Invalid API key",
@@ -73,6 +77,20 @@ pub const ADD_BUYER: &str = "ppv/addbuyer";
 
 /// The method that removes a buyer from a subscription.
 pub const DELETE_BUYER: &str = "ppv/deletebuyer";
+
+/// The method that changes a buyer's expiry or activations (the official plugin's repair).
+pub const UPDATE_BUYER: &str = "ppv/updatebuyer";
+
+/// The method that describes a subscription (its `Activation`, `Period`, expiry); the
+/// official plugin reads it before repairing a buyer.
+pub const INFO: &str = "ppv/info";
+
+/// What Boomstream writes for "no expiry" (the official plugin's `ZERO_TIME`).
+const ZERO_TIME: &str = "0000-00-00 00:00:00";
+
+/// Boomstream's dates are Moscow time (the official plugin reads them in
+/// Europe/Moscow), which has been UTC+3 all year since 2014.
+const MOSCOW_OFFSET_SECS: i64 = 3 * 3_600;
 
 /// Secrets shorter than this are not cut out of a message; the message is withheld.
 const MIN_SCRUBBED_CHARS: usize = 8;
@@ -186,6 +204,8 @@ pub struct Buyer<'a> {
     pub name: &'a str,
     /// The buyer's personal access code (`hash`): a viewing credential, never printed.
     pub access_code: &'a str,
+    /// `access_expire` (`YYYY-MM-DD[ HH:MM:SS]`, Moscow time); left out when empty.
+    pub access_expire: &'a str,
 }
 
 impl fmt::Debug for Buyer<'_> {
@@ -196,15 +216,51 @@ impl fmt::Debug for Buyer<'_> {
             .field("email", &self.email)
             .field("name", &self.name)
             .field("access_code", &REDACTED)
+            .field("access_expire", &self.access_expire)
             .finish()
     }
 }
 
-/// What `ppv/addbuyer` answered.
-#[derive(Clone, PartialEq, Eq)]
+/// What `ppv/addbuyer` (or `ppv/updatebuyer`) answered.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct AddedBuyer {
     /// The buyer's access code as Boomstream keeps it (`Hash`), when it says.
     pub hash: Option<String>,
+    /// `AccessExpirationDate` as Boomstream wrote it (Moscow time), when it gave one
+    /// other than its "no expiry" zero date.
+    pub access_expires: Option<String>,
+    /// `Recovery`: activations left, when it said.
+    pub recovery: Option<i64>,
+}
+
+/// Why a buyer Boomstream accepted still cannot watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessProblem {
+    /// `AccessExpirationDate` is in the past.
+    Expired(String),
+    /// `Recovery` is 0: no activations left.
+    NoActivations,
+}
+
+impl fmt::Display for AccessProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessProblem::Expired(date) => {
+                write!(
+                    f,
+                    "Boomstream says the access expired on {date} (Moscow time)"
+                )
+            }
+            AccessProblem::NoActivations => {
+                f.write_str("Boomstream says the buyer has no activations left (Recovery 0)")
+            }
+        }
+    }
+}
+
+/// Unix seconds of a Boomstream date (Moscow time), when it is one.
+pub fn boomstream_time(date: &str) -> Option<i64> {
+    course_core::time::parse_date_time(date).map(|t| t - MOSCOW_OFFSET_SECS)
 }
 
 impl AddedBuyer {
@@ -214,12 +270,45 @@ impl AddedBuyer {
     pub fn confirms(&self, access_code: &str) -> bool {
         self.hash.as_deref().is_none_or(|hash| hash == access_code)
     }
+
+    /// Why the buyer cannot watch at Unix time `now` although Boomstream accepted them
+    /// (the official plugin's test: `Recovery == 0` or a past `AccessExpirationDate`);
+    /// `None` when nothing says so. A date this client cannot read is not a problem.
+    pub fn problem(&self, now: i64) -> Option<AccessProblem> {
+        if self.recovery == Some(0) {
+            return Some(AccessProblem::NoActivations);
+        }
+        let date = self.access_expires.as_deref()?;
+        (boomstream_time(date)? <= now).then(|| AccessProblem::Expired(date.to_owned()))
+    }
+}
+
+/// What `ppv/updatebuyer` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuyerUpdate<'a> {
+    /// A new `access_expire`.
+    AccessExpire(&'a str),
+    /// A new `activation` count (the subscription's `Activation`, from [`INFO`]).
+    Activation(&'a str),
+}
+
+/// What `ppv/info` says of a subscription (`Items.Item` in its answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    /// `Activation`: activations a buyer gets.
+    pub activation: Option<String>,
+    /// `AccessExpirationDate`, when set and not the zero date.
+    pub access_expires: Option<String>,
+    /// `Period`: days of access.
+    pub period_days: Option<i64>,
 }
 
 impl fmt::Debug for AddedBuyer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AddedBuyer")
             .field("hash", &self.hash.as_ref().map(|_| REDACTED))
+            .field("access_expires", &self.access_expires)
+            .field("recovery", &self.recovery)
             .finish()
     }
 }
@@ -433,9 +522,36 @@ struct Transient {
     retry_after: Option<Duration>,
 }
 
-/// A successful answer's fields.
+/// A successful answer.
 struct Reply {
-    hash: Option<String>,
+    object: Map<String, Value>,
+}
+
+impl Reply {
+    fn buyer(&self) -> AddedBuyer {
+        AddedBuyer {
+            hash: field(&self.object, "hash").and_then(scalar_text),
+            access_expires: date_field(&self.object),
+            recovery: field(&self.object, "recovery").and_then(integer),
+        }
+    }
+}
+
+/// `AccessExpirationDate`, unless absent, empty or the zero date.
+fn date_field(object: &Map<String, Value>) -> Option<String> {
+    field(object, "accessexpirationdate")
+        .and_then(scalar_text)
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty() && d != ZERO_TIME)
+}
+
+/// A number, or a string holding one.
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 /// The values to keep out of every message.
@@ -541,8 +657,73 @@ impl BoomstreamClient {
             params.push(("name", buyer.name));
         }
         params.extend([("notification", "0"), ("hash", buyer.access_code)]);
+        if !buyer.access_expire.trim().is_empty() {
+            params.push(("access_expire", buyer.access_expire));
+        }
         self.call(ADD_BUYER, &params, &secrets)
-            .map(|reply| AddedBuyer { hash: reply.hash })
+            .map(|reply| reply.buyer())
+    }
+
+    /// `POST {base}/ppv/updatebuyer` with the buyer's identifiers (as the official
+    /// plugin sends them: `code`, `media`, `email`, `notification=0`, `hash`) and the
+    /// change. Its answer is read like `addbuyer`'s.
+    pub fn update_buyer(
+        &self,
+        buyer: &Buyer<'_>,
+        update: BuyerUpdate<'_>,
+    ) -> Result<AddedBuyer, BoomstreamError> {
+        let secrets = Secrets(vec![self.api_key.as_str(), buyer.access_code]);
+        if buyer.subscription.trim().is_empty() || buyer.access_code.trim().is_empty() {
+            return Err(BoomstreamError::Invalid {
+                method: UPDATE_BUYER.to_owned(),
+                message: "the subscription code and the access code must both be given".into(),
+            });
+        }
+        let mut params = vec![
+            ("code", buyer.subscription),
+            ("media", buyer.media),
+            ("email", buyer.email),
+            ("notification", "0"),
+            ("hash", buyer.access_code),
+        ];
+        params.push(match update {
+            BuyerUpdate::AccessExpire(date) => ("access_expire", date),
+            BuyerUpdate::Activation(n) => ("activation", n),
+        });
+        self.call(UPDATE_BUYER, &params, &secrets)
+            .map(|reply| reply.buyer())
+    }
+
+    /// `POST {base}/ppv/info` for the buyer's subscription (with the same identifiers
+    /// as the official plugin): the subscription's `Activation`, `Period` and expiry.
+    pub fn info(&self, buyer: &Buyer<'_>) -> Result<SubscriptionInfo, BoomstreamError> {
+        let secrets = Secrets(vec![self.api_key.as_str(), buyer.access_code]);
+        let params = [
+            ("code", buyer.subscription),
+            ("media", buyer.media),
+            ("email", buyer.email),
+            ("hash", buyer.access_code),
+        ];
+        let reply = self.call(INFO, &params, &secrets)?;
+        // `Items.Item` (Boomstream's JSON keeps the XML's nesting); an array's first.
+        let item = field(&reply.object, "items")
+            .and_then(|items| match items {
+                Value::Object(o) => field(o, "item").or(Some(items)),
+                Value::Array(a) => a.first(),
+                _ => None,
+            })
+            .and_then(|item| match item {
+                Value::Array(a) => a.first(),
+                other => Some(other),
+            })
+            .and_then(Value::as_object);
+        Ok(
+            item.map_or_else(SubscriptionInfo::default, |item| SubscriptionInfo {
+                activation: field(item, "activation").and_then(scalar_text),
+                access_expires: date_field(item),
+                period_days: field(item, "period").and_then(integer),
+            }),
+        )
     }
 
     /// `POST {base}/ppv/deletebuyer` with `code` and `hash` (plus `format`, `ver`,
@@ -582,8 +763,8 @@ impl BoomstreamClient {
         };
         format!(
             "POST {ADD_BUYER} code={} media={} email={}{name} notification=0 \
-             hash=<the student's access code>",
-            buyer.subscription, buyer.media, buyer.email
+             hash=<the student's access code> access_expire={:?}",
+            buyer.subscription, buyer.media, buyer.email, buyer.access_expire
         )
     }
 
@@ -728,7 +909,9 @@ impl BoomstreamClient {
                     Err(e) => return failed_transport(e, method),
                 };
                 match parse_answer(&text) {
-                    Ok(answer) if answer.success => Attempt::Done(Reply { hash: answer.hash }),
+                    Ok(answer) if answer.success => Attempt::Done(Reply {
+                        object: answer.object,
+                    }),
                     Ok(answer) if answer.message.as_deref().is_some_and(is_bad_key_message) => {
                         Attempt::Fatal(BoomstreamError::Auth {
                             method: method.to_owned(),
@@ -841,7 +1024,7 @@ fn error_message(response: &mut ureq::http::Response<ureq::Body>) -> Option<Stri
 struct Answer {
     success: bool,
     message: Option<String>,
-    hash: Option<String>,
+    object: Map<String, Value>,
 }
 
 /// Reads `{"Status": "Success" | "Failed", "Message": …, "Hash": …}`, names and the
@@ -868,11 +1051,10 @@ fn parse_answer(text: &str) -> Result<Answer, String> {
         Some("failed" | "fail" | "error") => false,
         _ => return Err("the answer's Status is neither Success nor Failed".to_owned()),
     };
-    let hash = field(object, "hash").and_then(scalar_text);
     Ok(Answer {
         success,
         message: message_of(object),
-        hash,
+        object: object.clone(),
     })
 }
 

@@ -115,6 +115,11 @@ pub(crate) struct SyncArgs {
     /// stepik.org (no credentials needed): what the README's dev command does.
     #[arg(long)]
     pub(crate) demo: bool,
+    /// Send every grant Boomstream confirmed before again and read what it says of the
+    /// buyer's access, repairing what expired or ran out of activations (the workflow
+    /// does this once a week). Needs BOOMSTREAM_API_KEY.
+    #[arg(long)]
+    pub(crate) recheck_boomstream: bool,
 }
 
 /// Where an admin command writes: exactly one of `--d1 local|remote` and `--sql FILE`.
@@ -137,6 +142,11 @@ pub(crate) struct WriteTarget {
     /// applies nothing; it cannot compare passwords or count anything.
     #[arg(long, value_name = "FILE")]
     pub(crate) sql: Option<PathBuf>,
+    /// The site configuration, for the videos' Boomstream subscriptions: read only when
+    /// a command changes someone's Boomstream access in a database and
+    /// BOOMSTREAM_API_KEY is set, to carry the change out on Boomstream at once.
+    #[arg(long, value_name = "FILE", default_value = "site/config.toml")]
+    pub(crate) config: PathBuf,
 }
 
 /// The database a read-only admin command reads.
@@ -170,10 +180,20 @@ pub(crate) enum UsersCommand {
     /// Replace a student's password (from stdin, or --generate-password). Sessions stay
     /// unless --sign-out-everywhere (or a later `generator sessions revoke`).
     SetPassword(UsersPasswordArgs),
-    /// Disable an account: it can no longer sign in, and its sessions stop working.
+    /// Disable an account: it can no longer sign in, its sessions stop working, and its
+    /// Boomstream buyer entries are removed (at once with BOOMSTREAM_API_KEY set, else by
+    /// the next sync; recorded in D1 either way).
     Disable(UserWriteArgs),
-    /// Enable a disabled account again.
+    /// Enable a disabled account again (its grants go back to Boomstream).
     Enable(UserWriteArgs),
+    /// Delete an account and everything kept about it (sessions, grants, Stepik
+    /// progress), removing its Boomstream buyer entries. Asks to type the USER again on
+    /// a terminal; elsewhere it needs --yes.
+    Delete(UsersDeleteArgs),
+    /// Give a student a new personal Boomstream access code (the old one, and every
+    /// player link made with it, stops working): the old buyer entries are removed and
+    /// the grants added again with the new code.
+    RotateAccessCode(UserWriteArgs),
     /// Link an account to a Telegram id and/or a Stepik user id (replacing a different
     /// one). With a Stepik id, the next sync grants what the learner has earned.
     Link(UsersLinkArgs),
@@ -238,6 +258,18 @@ pub(crate) struct UsersPasswordArgs {
     /// out everywhere (as `generator sessions revoke`).
     #[arg(long)]
     pub(crate) sign_out_everywhere: bool,
+    #[command(flatten)]
+    pub(crate) target: WriteTarget,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsersDeleteArgs {
+    /// The student: an e-mail, or id:N, telegram:N, stepik:N.
+    #[arg(value_name = "USER")]
+    pub(crate) user: UserRef,
+    /// Delete without asking (scripts; the account is named exactly as given).
+    #[arg(long)]
+    pub(crate) yes: bool,
     #[command(flatten)]
     pub(crate) target: WriteTarget,
 }

@@ -82,6 +82,16 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
         ),
     };
 
+    let boomstream = if args.demo {
+        None
+    } else {
+        generator::boomstream::BoomstreamConfig::from_env()
+    };
+    if args.recheck_boomstream && boomstream.is_none() {
+        bail!(
+            "--recheck-boomstream needs BOOMSTREAM_API_KEY (and is not for --demo): it asks Boomstream about every buyer"
+        );
+    }
     let on_terminal = std::io::stderr().is_terminal();
     let opts = SyncOptions {
         config,
@@ -101,11 +111,8 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
         changes_to_stderr: args.json,
         progress_every: if on_terminal { 200 } else { 10_000 },
         progress_inline: on_terminal,
-        boomstream: if args.demo {
-            None
-        } else {
-            generator::boomstream::BoomstreamConfig::from_env()
-        },
+        boomstream,
+        recheck_boomstream: args.recheck_boomstream,
     };
     let summary = sync::run(&opts, db.as_mut())?;
     if args.json {
@@ -142,6 +149,22 @@ fn print_summary(s: &sync::Summary) {
         "Stepik requests: {} ({} retries); {:.1} s",
         s.requests, s.retries, s.seconds
     );
+    let b = &s.boomstream;
+    if b.enabled {
+        println!(
+            "Boomstream: {} buyer entries confirmed ({} repaired, {} re-checked), {} failed, {} grants without an e-mail; {} removed, {} removals waiting, {} given up; {} requests ({} retries)",
+            b.pushed,
+            b.repaired,
+            b.rechecked,
+            b.failed,
+            b.no_email,
+            b.removed,
+            b.removals_waiting,
+            b.removals_refused,
+            b.requests,
+            b.retries
+        );
+    }
     for w in &s.warnings {
         println!("warning: {w}");
     }

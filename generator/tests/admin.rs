@@ -19,9 +19,14 @@ use generator::admin::{SqlScript, Target, UserRef, grants, validate};
 use generator::d1::{self, D1, D1Error, ExecuteReport, LocalD1, Row, SqlValue, Statement};
 use rusqlite::Connection;
 
+#[path = "common/boomstream.rs"]
+#[allow(dead_code)]
+mod boomstream_stand_in;
 #[path = "common/local_d1.rs"]
 #[allow(dead_code)]
 mod local_d1;
+#[path = "common/request.rs"]
+mod request;
 #[path = "common/sqlite_d1.rs"]
 #[allow(dead_code)]
 mod sqlite_d1;
@@ -979,6 +984,48 @@ fn every_command_as_a_sql_file() {
         "{err}"
     );
     assert_eq!(snapshot(&db), before);
+
+    // Rotating a code and deleting an account as SQL files: the removals of what
+    // Boomstream had are recorded in the same file, and the code is cleared (the next
+    // sync makes one) rather than written into the file.
+    db.conn
+        .execute_batch(
+            "UPDATE users SET access_code = 'old-code-0123456789' WHERE id = 2; \
+             UPDATE grants SET boomstream_attempted_at = 1, boomstream_confirmed_at = 1 WHERE user_id = 2",
+        )
+        .expect("seed");
+    run_script(&mut db, |t| users::rotate_access_code(t, &anna)).unwrap();
+    assert_eq!(
+        db.sql("SELECT access_code FROM users WHERE id = 2")[0]["access_code"],
+        Value::Null
+    );
+    assert_eq!(
+        db.sql("SELECT access_code, video_id, reason FROM boomstream_removals"),
+        [json!({"access_code": "old-code-0123456789", "video_id": "intro", "reason": "code-rotated"})
+            .as_object()
+            .unwrap()
+            .clone()]
+    );
+    db.conn
+        .execute_batch(
+            "UPDATE users SET access_code = 'new-code-0123456789' WHERE id = 2; \
+             UPDATE grants SET boomstream_attempted_at = 2 WHERE user_id = 2",
+        )
+        .expect("seed");
+    run_script(&mut db, |t| users::delete(t, &anna)).unwrap();
+    assert_eq!(
+        db.sql("SELECT count(*) AS n FROM users WHERE id = 2")[0]["n"],
+        json!(0)
+    );
+    assert_eq!(db.sql("SELECT count(*) AS n FROM grants")[0]["n"], json!(0));
+    assert_eq!(
+        db.sql("SELECT count(*) AS n FROM learner_progress WHERE stepik_user_id = 78")[0]["n"],
+        json!(0)
+    );
+    assert_eq!(
+        db.sql("SELECT reason FROM boomstream_removals WHERE access_code = 'new-code-0123456789'"),
+        [json!({"reason": "deleted"}).as_object().unwrap().clone()]
+    );
 }
 
 /// `access_code`: an existing Boomstream code is kept as the student's (the sync then
@@ -1816,4 +1863,120 @@ fn the_binary_exits_non_zero_with_clear_messages() {
         .to_owned();
     assert!(course_core::password::verify("bob-password", &hash));
     assert!(!text_of(&out.stderr).contains("argon2") && !text_of(&out.stdout).contains("argon2"));
+}
+
+/// The binary carries out a removal on Boomstream itself when BOOMSTREAM_API_KEY is
+/// set; without it, it says the next sync will. `users delete` wants a confirmation.
+#[test]
+fn disable_and_delete_from_the_command_line_reach_boomstream() {
+    use boomstream_stand_in::{Boomstream, BuyerEntry, Kind, ZERO_TIME};
+    let (dir, persist, mut db) = local_d1();
+    let persist = persist.to_str().unwrap().to_owned();
+    let bs = Boomstream::start("cli-bs-key-123", &[("SUB1", Kind::Single, &["M-one"])]);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        r#"
+[course]
+title = "T"
+description = "D"
+base_url = "https://course.example.com"
+boomstream_subscription = "SUB1"
+boomstream_subscription_kind = "single"
+
+[[videos]]
+id = "one"
+title = "One"
+media_code = "M-one"
+unlock = { always = true }
+"#,
+    )
+    .unwrap();
+    let code = "anna-code-0123456789abcdef";
+    db.execute(&[
+        Statement::new(format!(
+            "INSERT INTO users (id, email, name, access_code) VALUES (1, 'anna@example.com', 'Anna', '{code}'), \
+             (2, 'ben@example.com', 'Ben', NULL)"
+        )),
+        Statement::new("INSERT INTO videos (id, title, position, media_code) VALUES ('one', 'One', 1, 'M-one')"),
+        Statement::new(
+            "INSERT INTO grants (user_id, video_id, source, boomstream_confirmed_at, boomstream_attempted_at) \
+             VALUES (1, 'one', 'manual', 1, 1), (2, 'one', 'manual', NULL, NULL)",
+        ),
+    ])
+    .unwrap();
+    bs.state().buyers.push(BuyerEntry {
+        subscription: "SUB1".into(),
+        email: "anna@example.com".into(),
+        hash: code.into(),
+        media: ["M-one".to_owned()].into(),
+        expires: ZERO_TIME.into(),
+        recovery: 3,
+    });
+    let run = |args: &[&str], with_key: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_generator"));
+        command
+            .current_dir(repo_root())
+            .args(args)
+            .args(["--d1", "local", "--persist-to", &persist, "--config"])
+            .arg(&config)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env_remove("CLOUDFLARE_API_TOKEN")
+            .env_remove("BOOMSTREAM_API_KEY")
+            .stdin(Stdio::null());
+        if with_key {
+            command
+                .env("BOOMSTREAM_API_KEY", "cli-bs-key-123")
+                .env("BOOMSTREAM_API_URL", &bs.url);
+        }
+        if let Some(path) = d1::path_with_local_node(&repo_root()) {
+            command.env("PATH", path);
+        }
+        command.output().expect("running the generator")
+    };
+    let out = run(&["users", "disable", "anna@example.com"], true);
+    let stdout = text_of(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text_of(&out.stderr));
+    assert!(
+        stdout.contains("Boomstream: 1 buyer entry removed"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(code) && !text_of(&out.stderr).contains(code));
+    assert!(
+        bs.hashes_of("anna@example.com").is_empty(),
+        "removed by the command itself"
+    );
+
+    // Without --yes and without a terminal, nothing is deleted.
+    let out = run(&["users", "delete", "ben@example.com"], false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text_of(&out.stderr).contains("add --yes"),
+        "{}",
+        text_of(&out.stderr)
+    );
+    assert_eq!(
+        q(&mut db, "SELECT count(*) AS n FROM users")[0]["n"],
+        json!(2)
+    );
+    // With it, and without BOOMSTREAM_API_KEY: deleted, and the next sync is named.
+    let out = run(&["users", "delete", "anna@example.com", "--yes"], false);
+    let stdout = text_of(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text_of(&out.stderr));
+    assert!(
+        stdout.contains("deleted anna@example.com (user #1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("BOOMSTREAM_API_KEY is not set"), "{stdout}");
+    assert_eq!(
+        q(&mut db, "SELECT count(*) AS n FROM users WHERE id = 1")[0]["n"],
+        json!(0)
+    );
+    assert_eq!(
+        q(
+            &mut db,
+            "SELECT count(*) AS n FROM grants WHERE user_id = 1"
+        )[0]["n"],
+        json!(0)
+    );
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 mod common;
 
 use generator::boomstream::{
-    ACCESS_CODE_LEN, API_KEY_VAR, API_URL_VAR, AddedBuyer, BoomstreamClient, BoomstreamConfig,
-    BoomstreamError, Buyer, DEFAULT_BASE_URL, MAX_REDIRECTS, new_access_code,
+    ACCESS_CODE_LEN, API_KEY_VAR, API_URL_VAR, AccessProblem, AddedBuyer, BoomstreamClient,
+    BoomstreamConfig, BoomstreamError, Buyer, BuyerUpdate, DEFAULT_BASE_URL, MAX_REDIRECTS,
+    new_access_code,
 };
 use serde_json::{Value, json};
 
@@ -29,6 +30,7 @@ fn buyer() -> Buyer<'static> {
         email: "ann@example.org",
         name: "Ann Example",
         access_code: CODE,
+        access_expire: "2100-12-31",
     }
 }
 
@@ -328,41 +330,12 @@ fn documented_params(
     body: &str,
 ) -> Vec<(String, String)> {
     match method {
-        "GET" => form_decode(url.split_once('?').map_or("", |(_, q)| q)),
+        "GET" => common::request::form_pairs(url.split_once('?').map_or("", |(_, q)| q)),
         "POST" if content_type.is_some_and(|c| c.starts_with("application/json")) => {
             common::request::json_members(body)
         }
         _ => Vec::new(),
     }
-}
-
-fn form_decode(body: &str) -> Vec<(String, String)> {
-    body.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ascii");
-                out.push(u8::from_str_radix(hex, 16).expect("a hex escape"));
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).expect("UTF-8")
 }
 
 /// A client for `mock` (tweaked), with its log lines captured.
@@ -457,13 +430,14 @@ fn add_buyer_sends_json_with_every_field_and_the_key_only_in_header_and_body() {
         ("name", "Ann Example"),
         ("notification", "0"),
         ("hash", CODE),
+        ("access_expire", "2100-12-31"),
         ("format", "json"),
         ("ver", "1.2"),
         ("apikey", KEY),
     ] {
         assert_eq!(req.param(name), Some(value), "{name} in {:?}", req.body);
     }
-    assert_eq!(req.params.len(), 9, "nothing else: {:?}", req.keys());
+    assert_eq!(req.params.len(), 10, "nothing else: {:?}", req.keys());
     assert!(
         lines.lock().expect("lines").is_empty(),
         "no retries, nothing logged"
@@ -1091,4 +1065,103 @@ fn access_codes_are_long_url_safe_and_distinct() {
     // Every character of the alphabet turns up: the bytes are not confined to a range.
     let alphabet: std::collections::HashSet<u8> = codes.iter().flat_map(|c| c.bytes()).collect();
     assert_eq!(alphabet.len(), 64);
+}
+
+/// `addbuyer`'s `AccessExpirationDate` (Moscow time, the zero date for none) and
+/// `Recovery` (a number or a numeric string) are read as the official plugin reads them.
+#[test]
+fn expiry_and_activations_in_answers_are_read_like_the_official_plugin() {
+    let mock = Mock::start(|req| match req.param("email") {
+        Some("past@example.org") => Reply::json(
+            200,
+            &json!({"Status": "Success", "Hash": CODE, "AccessExpirationDate": "2026-03-01 10:00:00", "Recovery": "2"}),
+        ),
+        Some("used@example.org") => Reply::json(
+            200,
+            &json!({"Status": "Success", "Hash": CODE, "AccessExpirationDate": "0000-00-00 00:00:00", "Recovery": 0}),
+        ),
+        _ => Reply::json(200, &json!({"Status": "Success", "Hash": CODE})),
+    });
+    let (client, _) = client_for(&mock, |_| {});
+    // 2026-03-01 10:00 Moscow is 07:00 UTC.
+    let seven_utc = course_core::time::parse_date_time("2026-03-01 07:00:00").expect("a date");
+    let past = client
+        .add_buyer(&Buyer {
+            email: "past@example.org",
+            ..buyer()
+        })
+        .expect("added");
+    assert_eq!(past.recovery, Some(2));
+    assert_eq!(past.access_expires.as_deref(), Some("2026-03-01 10:00:00"));
+    assert_eq!(
+        past.problem(seven_utc - 1),
+        None,
+        "a second before it runs out"
+    );
+    assert!(matches!(
+        past.problem(seven_utc),
+        Some(AccessProblem::Expired(_))
+    ));
+    let used = client
+        .add_buyer(&Buyer {
+            email: "used@example.org",
+            ..buyer()
+        })
+        .expect("added");
+    assert_eq!(used.access_expires, None, "the zero date means none");
+    assert_eq!(used.problem(seven_utc), Some(AccessProblem::NoActivations));
+    let plain = add(&client).expect("added");
+    assert_eq!(
+        (plain.access_expires.as_deref(), plain.recovery),
+        (None, None)
+    );
+    assert_eq!(
+        plain.problem(seven_utc),
+        None,
+        "nothing said, nothing wrong"
+    );
+}
+
+/// `ppv/updatebuyer` sends the buyer's identifiers and the one change; `ppv/info` reads
+/// `Items.Item` (object or list).
+#[test]
+fn update_buyer_and_info_send_and_read_what_the_official_plugin_does() {
+    let mock = Mock::start(|req| {
+        if req.url.ends_with("/ppv/info") {
+            Reply::json(
+                200,
+                &json!({"Status": "Success", "Items": {"Item": [{"Code": "SUB12345", "Activation": "5", "Period": 30, "AccessExpirationDate": ""}]}}),
+            )
+        } else {
+            Reply::json(200, &json!({"Status": "Success"}))
+        }
+    });
+    let (client, _) = client_for(&mock, |_| {});
+    client
+        .update_buyer(&buyer(), BuyerUpdate::AccessExpire("2100-12-31"))
+        .expect("updated");
+    client
+        .update_buyer(&buyer(), BuyerUpdate::Activation("5"))
+        .expect("updated");
+    let info = client.info(&buyer()).expect("info");
+    assert_eq!(info.activation.as_deref(), Some("5"));
+    assert_eq!(info.period_days, Some(30));
+    assert_eq!(info.access_expires, None);
+    let log = mock.log();
+    assert_eq!(log[0].url, "/api/ppv/updatebuyer");
+    assert_eq!(log[0].param("access_expire"), Some("2100-12-31"));
+    assert_eq!(log[0].param("activation"), None);
+    assert_eq!(log[1].param("activation"), Some("5"));
+    for req in &log[..2] {
+        for (name, value) in [
+            ("code", "SUB12345"),
+            ("hash", CODE),
+            ("email", "ann@example.org"),
+            ("notification", "0"),
+        ] {
+            assert_eq!(req.param(name), Some(value), "{name}");
+        }
+        assert!(!req.url.contains(KEY));
+    }
+    assert_eq!(log[2].url, "/api/ppv/info");
 }

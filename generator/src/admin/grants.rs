@@ -18,6 +18,7 @@ use super::{
     Outcome, Target, UserRef, fetch_user, guard, guard_user_exists, json_column, validate,
 };
 use crate::d1::{SqlValue, Statement};
+use crate::sync::boomstream::{RemovalReason, removal_statement};
 
 /// The videos named, validated, without repeats (order kept).
 fn video_ids(videos: &[String]) -> anyhow::Result<Vec<String>> {
@@ -169,6 +170,11 @@ pub fn remove(
             for id in &ids {
                 match grants.get(id).map(String::as_str) {
                     Some("manual") => {
+                        statements.push(removal_statement(
+                            RemovalReason::GrantRemoved,
+                            "g.user_id = ?1 AND g.video_id = ?2 AND g.source = 'manual'",
+                            vec![user.id.into(), id.as_str().into()],
+                        ));
                         statements.push(
                             Statement::new(
                                 "DELETE FROM grants WHERE user_id = ?1 AND video_id = ?2 AND source = 'manual'",
@@ -194,6 +200,7 @@ pub fn remove(
                 db.execute(&statements)
                     .with_context(|| format!("removing grants of {}", user.label()))?;
                 outcome.changed = true;
+                outcome.boomstream_user = Some(user.id);
             }
             Ok(outcome)
         }
@@ -204,7 +211,13 @@ pub fn remove(
             ));
             script.push(guard_user_exists(who));
             let (condition, value) = who.condition("", 2);
+            let (user_condition, _) = who.condition("u", 2);
             for id in &ids {
+                script.push(removal_statement(
+                    RemovalReason::GrantRemoved,
+                    &format!("g.video_id = ?1 AND g.source = 'manual' AND {user_condition}"),
+                    vec![SqlValue::from(id.as_str()), value.clone()],
+                ));
                 script.push(Statement::with_params(
                     format!(
                         "DELETE FROM grants WHERE video_id = ?1 AND source = 'manual' \

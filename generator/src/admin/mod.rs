@@ -61,6 +61,10 @@ pub struct Outcome {
     pub changed: bool,
     /// One line per fact, for the terminal.
     pub messages: Vec<String>,
+    /// The account whose Boomstream access the operation changed in a database (a
+    /// removal recorded, a code rotated): the command settles it with Boomstream
+    /// at once when it can.
+    pub boomstream_user: Option<i64>,
 }
 
 impl Outcome {
@@ -68,6 +72,7 @@ impl Outcome {
         Self {
             changed: true,
             messages: vec![message.into()],
+            boomstream_user: None,
         }
     }
 
@@ -75,7 +80,14 @@ impl Outcome {
         Self {
             changed: false,
             messages: vec![message.into()],
+            boomstream_user: None,
         }
+    }
+
+    /// The same outcome, naming `user` as one whose Boomstream access changed.
+    fn with_boomstream_user(mut self, user: i64) -> Self {
+        self.boomstream_user = Some(user);
+        self
     }
 }
 

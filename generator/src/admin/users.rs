@@ -13,6 +13,7 @@ use super::{
     validate,
 };
 use crate::d1::{D1, SqlValue, Statement};
+use crate::sync::boomstream::{RemovalReason, removal_statement};
 
 /// A new account, as `users add` takes it (validate with [`NewUser::new`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +222,10 @@ pub fn set_password(
 }
 
 /// `users disable` (`disable = true`) and `users enable`: a disabled account can no
-/// longer sign in and its sessions stop working at once.
+/// longer sign in and its sessions stop working at once. Disabling also records the
+/// removal of the student's Boomstream buyer entries (in the same batch) and marks
+/// their grants as not on Boomstream, so that enabling the account adds them back;
+/// enabling drops removals not carried out yet.
 pub fn set_disabled(
     target: &mut Target<'_>,
     who: &UserRef,
@@ -237,6 +241,46 @@ pub fn set_disabled(
             "UPDATE users SET disabled_at = NULL WHERE disabled_at IS NOT NULL AND ",
             "enable",
         )
+    };
+    // Statements over the user picked by `condition` (on `users u`, or unaliased
+    // `users_condition`), with `value` as ?1.
+    let statements = |user_condition: &str, users_condition: &str, value: SqlValue| {
+        let of_user = format!("user_id IN (SELECT id FROM users WHERE {users_condition})");
+        let mut out = Vec::new();
+        if disable {
+            out.push(removal_statement(
+                RemovalReason::Disabled,
+                &format!("u.disabled_at IS NULL AND {user_condition}"),
+                vec![value.clone()],
+            ));
+            out.push(Statement::with_params(
+                format!(
+                    "UPDATE grants SET boomstream_confirmed_at = NULL, boomstream_attempted_at = NULL, \
+                     boomstream_error = 'account disabled' WHERE {of_user} \
+                     AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)"
+                ),
+                vec![value.clone()],
+            ));
+        } else {
+            out.push(Statement::with_params(
+                format!(
+                    "UPDATE boomstream_removals SET done_at = unixepoch(), outcome = 'kept' \
+                     WHERE done_at IS NULL AND reason = 'disabled' AND {of_user}"
+                ),
+                vec![value.clone()],
+            ));
+            out.push(Statement::with_params(
+                format!(
+                    "UPDATE grants SET boomstream_error = NULL WHERE boomstream_error = 'account disabled' AND {of_user}"
+                ),
+                vec![value.clone()],
+            ));
+        }
+        out.push(Statement::with_params(
+            format!("{sql}{users_condition}"),
+            vec![value],
+        ));
+        out
     };
     match target {
         Target::Db(db) => {
@@ -257,29 +301,166 @@ pub fn set_disabled(
                 }
                 _ => {}
             }
-            db.execute(&[Statement::new(format!("{sql}id = ?1")).bind(user.id)])
+            db.execute(&statements("u.id = ?1", "id = ?1", user.id.into()))
                 .with_context(|| format!("trying to {verb} {}", user.label()))?;
             Ok(Outcome::changed(if disable {
                 format!(
-                    "disabled {}: it can no longer sign in, and its sessions stopped working",
+                    "disabled {}: it can no longer sign in, its sessions stopped working, and its Boomstream access is to be removed",
                     user.label()
                 )
             } else {
-                format!("enabled {}", user.label())
-            }))
+                format!(
+                    "enabled {}: its grants go back to Boomstream with the next push",
+                    user.label()
+                )
+            })
+            .with_boomstream_user(user.id))
         }
         Target::Script(script) => {
-            let (condition, value) = who.condition("", 1);
+            let (user_condition, value) = who.condition("u", 1);
+            let (users_condition, _) = who.condition("", 1);
             script.comment(format!(
                 "{} {who}.",
                 if disable { "Disable" } else { "Enable" }
             ));
             script.push(guard_user_exists(who));
-            script.push(Statement::with_params(
-                format!("{sql}{condition}"),
+            for statement in statements(&user_condition, &users_condition, value) {
+                script.push(statement);
+            }
+            Ok(Outcome::changed(if disable {
+                format!(
+                    "disables {who} and records the removal of its Boomstream access (the next sync with BOOMSTREAM_API_KEY carries it out)"
+                )
+            } else {
+                format!(
+                    "enables {who} (the next sync with BOOMSTREAM_API_KEY adds its grants back on Boomstream)"
+                )
+            }))
+        }
+    }
+}
+
+/// `users delete`: the account and everything kept about it (sessions, grants, its
+/// Stepik progress row), with the removal of its Boomstream buyer entries recorded in
+/// the same batch (that record keeps the access code until Boomstream has let go of
+/// it). The command line asks for confirmation first.
+pub fn delete(target: &mut Target<'_>, who: &UserRef) -> anyhow::Result<Outcome> {
+    let statements = |user_condition: &str, users_condition: &str, value: SqlValue| {
+        let of_user = format!("user_id IN (SELECT id FROM users WHERE {users_condition})");
+        vec![
+            removal_statement(RemovalReason::Deleted, user_condition, vec![value.clone()]),
+            Statement::with_params(
+                format!(
+                    "DELETE FROM learner_progress WHERE stepik_user_id IN \
+                     (SELECT stepik_user_id FROM users WHERE {users_condition})"
+                ),
+                vec![value.clone()],
+            ),
+            Statement::with_params(
+                format!("DELETE FROM sessions WHERE {of_user}"),
+                vec![value.clone()],
+            ),
+            Statement::with_params(
+                format!("DELETE FROM grants WHERE {of_user}"),
+                vec![value.clone()],
+            ),
+            Statement::with_params(
+                format!("DELETE FROM users WHERE {users_condition}"),
                 vec![value],
-            ));
-            Ok(Outcome::changed(format!("{verb}s {who}")))
+            ),
+        ]
+    };
+    match target {
+        Target::Db(db) => {
+            let (user, row) = fetch_user(
+                &mut **db,
+                who,
+                &["(SELECT count(*) FROM grants g WHERE g.user_id = u.id) AS grants"],
+                vec![],
+            )?;
+            let grants = row_int(&row, "grants").unwrap_or(0);
+            db.execute(&statements("u.id = ?1", "id = ?1", user.id.into()))
+                .with_context(|| format!("deleting {}", user.label()))?;
+            Ok(Outcome::changed(format!(
+                "deleted {} with its sessions, {grants} grant{} and Stepik progress; its Boomstream access is to be removed",
+                user.label(),
+                if grants == 1 { "" } else { "s" }
+            ))
+            .with_boomstream_user(user.id))
+        }
+        Target::Script(script) => {
+            let (user_condition, value) = who.condition("u", 1);
+            let (users_condition, _) = who.condition("", 1);
+            script.comment(format!("Delete {who} and everything kept about them."));
+            script.push(guard_user_exists(who));
+            for statement in statements(&user_condition, &users_condition, value) {
+                script.push(statement);
+            }
+            Ok(Outcome::changed(format!(
+                "deletes {who} with its sessions, grants and Stepik progress, and records the removal of its Boomstream access (the next sync with BOOMSTREAM_API_KEY carries it out)"
+            )))
+        }
+    }
+}
+
+/// `users rotate-access-code`: a new personal Boomstream code (a leaked player link
+/// stops working). The old code's buyer entries are recorded for removal and the grants
+/// marked as not on Boomstream, in one batch, so the push adds them with the new code.
+/// In a SQL file the code is cleared instead (a file is no place for a credential): the
+/// next sync makes the new one.
+pub fn rotate_access_code(target: &mut Target<'_>, who: &UserRef) -> anyhow::Result<Outcome> {
+    let statements = |user_condition: &str,
+                      users_condition: &str,
+                      value: SqlValue,
+                      code: SqlValue| {
+        let of_user = format!("user_id IN (SELECT id FROM users WHERE {users_condition})");
+        vec![
+            removal_statement(
+                RemovalReason::CodeRotated,
+                user_condition,
+                vec![value.clone()],
+            ),
+            Statement::with_params(
+                format!(
+                    "UPDATE grants SET boomstream_confirmed_at = NULL, boomstream_attempted_at = NULL, \
+                     boomstream_error = NULL WHERE {of_user}"
+                ),
+                vec![value.clone()],
+            ),
+            Statement::with_params(
+                format!("UPDATE users SET access_code = ?2 WHERE {users_condition}"),
+                vec![value, code],
+            ),
+        ]
+    };
+    match target {
+        Target::Db(db) => {
+            let (user, _) = fetch_user(&mut **db, who, &[], vec![])?;
+            let code = crate::boomstream::try_new_access_code()?;
+            db.execute(&statements(
+                "u.id = ?1",
+                "id = ?1",
+                user.id.into(),
+                code.into(),
+            ))
+            .with_context(|| format!("giving {} a new access code", user.label()))?;
+            Ok(Outcome::changed(format!(
+                "gave {} a new access code: the old one is to be removed from Boomstream and its grants added again with the new one (its /me shows the new player links)",
+                user.label()
+            ))
+            .with_boomstream_user(user.id))
+        }
+        Target::Script(script) => {
+            let (user_condition, value) = who.condition("u", 1);
+            let (users_condition, _) = who.condition("", 1);
+            script.comment(format!("A new Boomstream access code for {who}."));
+            script.push(guard_user_exists(who));
+            for statement in statements(&user_condition, &users_condition, value, SqlValue::Null) {
+                script.push(statement);
+            }
+            Ok(Outcome::changed(format!(
+                "clears the access code of {who} and records the old one's removal: the next sync with BOOMSTREAM_API_KEY removes it from Boomstream and gives a new one"
+            )))
         }
     }
 }
@@ -410,6 +591,7 @@ pub fn link(
                 return Ok(Outcome {
                     changed: false,
                     messages,
+                    ..Outcome::default()
                 });
             }
             let mut params: Vec<SqlValue> = vec![user.id.into()];
@@ -428,6 +610,7 @@ pub fn link(
             Ok(Outcome {
                 changed: true,
                 messages,
+                ..Outcome::default()
             })
         }
         Target::Script(script) => {
@@ -500,6 +683,7 @@ pub fn unlink(target: &mut Target<'_>, who: &UserRef, links: &[Link]) -> anyhow:
                 return Ok(Outcome {
                     changed: false,
                     messages,
+                    ..Outcome::default()
                 });
             }
             let telegram_left = user.telegram_id.is_some() && !links.contains(&Link::Telegram);
@@ -519,6 +703,7 @@ pub fn unlink(target: &mut Target<'_>, who: &UserRef, links: &[Link]) -> anyhow:
             Ok(Outcome {
                 changed: true,
                 messages,
+                ..Outcome::default()
             })
         }
         Target::Script(script) => {

@@ -1,15 +1,36 @@
-//! Pushing grants to Boomstream after they are in D1: every grant not yet confirmed
-//! there becomes a `ppv/addbuyer` of the student (e-mail, name, their personal access
-//! code) to the video's subscription; `--revoke` removes buyers whose last grant in a
-//! subscription went. Each grant records its Boomstream state, so a re-run pushes only
-//! what is missing and a failure is retried next run.
+//! Boomstream's access kept equal to D1's grants.
+//!
+//! - **Push**: every grant not yet confirmed becomes a `ppv/addbuyer` of the student
+//!   (e-mail, name, their personal access code, `access_expire`) to the video's
+//!   subscription: one per student and video in a *single* subscription, one per
+//!   student and subscription in a *group* one. Each grant records what Boomstream
+//!   answered (`AccessExpirationDate`, `Recovery`), so a re-run pushes only what is
+//!   missing and a failure is retried next run.
+//! - **Expired or used up**: an answer with a past `AccessExpirationDate` or
+//!   `Recovery = 0` means the student could not watch. As Boomstream's official plugin
+//!   does, the push repairs it with `ppv/updatebuyer` (`access_expire`, or the
+//!   subscription's `Activation` from `ppv/info`) and reads the buyer back; only a
+//!   buyer who can watch is confirmed.
+//! - **Re-check** (`sync --recheck-boomstream`): confirmed grants are sent again (adding
+//!   an existing buyer succeeds and answers its state), so access that ran out or was
+//!   changed on Boomstream's side is found and repaired. An outage during a re-check
+//!   leaves confirmed grants as they were.
+//! - **Removals**: taking access away (a disabled or deleted account, a removed grant,
+//!   `--revoke`, a rotated access code) writes rows to `boomstream_removals` in the same
+//!   batch as the change ([`removal_statement`]); [`remove_pending`] then calls
+//!   `ppv/deletebuyer` for each. A removal never takes away what D1 still grants: in a
+//!   group subscription a student who still has one of its videos keeps the buyer; in
+//!   a single one, the student's other videos there are re-added after the removal.
 
 use std::collections::BTreeMap;
 
 use course_core::site::{SiteConfig, SubscriptionKind};
 use serde::Serialize;
 
-use crate::boomstream::{BoomstreamClient, BoomstreamError, Buyer, new_access_code};
+use crate::boomstream::{
+    AccessProblem, AddedBuyer, BoomstreamClient, BoomstreamError, Buyer, BuyerUpdate,
+    boomstream_time, new_access_code,
+};
 use crate::d1::{D1, D1Error, SqlValue, Statement, row_int, row_text};
 
 /// What the push did.
@@ -17,16 +38,31 @@ use crate::d1::{D1, D1Error, SqlValue, Statement, row_int, row_text};
 pub struct PushSummary {
     /// False when BOOMSTREAM_API_KEY is not set (nothing pushed).
     pub enabled: bool,
-    /// Buyers added (grants confirmed by them).
+    /// Buyers added or re-checked whom Boomstream confirmed.
     pub pushed: u64,
-    /// Grants confirmed on an earlier run.
+    /// Of those, buyers repaired with `ppv/updatebuyer` (expired, or no activations left).
+    pub repaired: u64,
+    /// Buyer entries sent again by `--recheck-boomstream` (included in `pushed` and
+    /// `failed`).
+    pub rechecked: u64,
+    /// Grants confirmed on an earlier run (and not re-checked).
     pub already_confirmed: u64,
-    /// Buyers Boomstream refused or that could not be sent (retried next run).
+    /// Buyers Boomstream refused, could not let watch, or that could not be sent
+    /// (retried next run).
     pub failed: u64,
     /// Grants of students without an e-mail (Telegram-only): Boomstream needs one.
     pub no_email: u64,
-    /// Buyers removed (`--revoke`).
+    /// Buyers removed from a subscription.
     pub removed: u64,
+    /// Removals settled without a call: the student still has a video of that group
+    /// subscription.
+    pub removals_kept: u64,
+    /// Removals still waiting (Boomstream refused or could not be reached; tried again
+    /// next run).
+    pub removals_waiting: u64,
+    /// Removals Boomstream refused [`MAX_REMOVAL_REFUSALS`] times: given up, to be done
+    /// in Boomstream's dashboard (listed in the warnings).
+    pub removals_refused: u64,
     /// Access codes created for students who had none.
     pub codes_created: u64,
     /// Boomstream requests and retries.
@@ -35,7 +71,16 @@ pub struct PushSummary {
     pub retries: u64,
 }
 
-/// A grant waiting for Boomstream.
+/// What to push.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PushOptions {
+    /// Send confirmed grants again too, to find access that ran out on Boomstream.
+    pub recheck: bool,
+    /// Only this student's grants (an admin command settling one account).
+    pub only_user: Option<i64>,
+}
+
+/// A grant waiting for Boomstream (or re-checked).
 #[derive(Clone)]
 struct Pending {
     user_id: i64,
@@ -43,14 +88,23 @@ struct Pending {
     email: Option<String>,
     name: String,
     access_code: Option<String>,
+    confirmed: bool,
 }
 
 /// Gives every student with a grant and no access code one (≥ 128 random bits). Codes
 /// are only ever added (`WHERE access_code IS NULL`), never replaced.
-fn ensure_access_codes(db: &mut dyn D1, summary: &mut PushSummary) -> Result<(), D1Error> {
-    let rows = db.query(&Statement::new(
-        "SELECT id FROM users WHERE access_code IS NULL AND id IN (SELECT user_id FROM grants)",
-    ))?;
+fn ensure_access_codes(
+    db: &mut dyn D1,
+    only_user: Option<i64>,
+    summary: &mut PushSummary,
+) -> Result<(), D1Error> {
+    let rows = db.query(
+        &Statement::new(
+            "SELECT id FROM users WHERE access_code IS NULL AND (?1 = 0 OR id = ?1) \
+             AND id IN (SELECT user_id FROM grants)",
+        )
+        .bind(only_user.unwrap_or(0)),
+    )?;
     let statements: Vec<Statement> = rows
         .iter()
         .filter_map(|r| row_int(r, "id"))
@@ -61,7 +115,7 @@ fn ensure_access_codes(db: &mut dyn D1, summary: &mut PushSummary) -> Result<(),
             )
         })
         .collect();
-    summary.codes_created = statements.len() as u64;
+    summary.codes_created += statements.len() as u64;
     for batch in crate::d1::batches(statements)? {
         db.execute(&batch)?;
     }
@@ -71,19 +125,28 @@ fn ensure_access_codes(db: &mut dyn D1, summary: &mut PushSummary) -> Result<(),
 /// Rows per query when reading the grants that wait for Boomstream.
 const PAGE: i64 = 5_000;
 
-/// Every grant Boomstream has not confirmed, of students not disabled, by user and
-/// video, read a page at a time (a first run over a large course has many).
-fn pending(db: &mut dyn D1) -> Result<Vec<Pending>, D1Error> {
+/// Every grant Boomstream has not confirmed (every grant, with `recheck`), of students
+/// not disabled, by user and video, read a page at a time (a first run over a large
+/// course has many).
+fn pending(db: &mut dyn D1, opts: PushOptions) -> Result<Vec<Pending>, D1Error> {
     let mut out = Vec::new();
     let (mut after_user, mut after_video) = (0i64, String::new());
     loop {
         let rows = db.query(&Statement::with_params(
-            "SELECT g.user_id, g.video_id, u.email, u.name, u.access_code FROM grants g \
+            "SELECT g.user_id, g.video_id, u.email, u.name, u.access_code, \
+             g.boomstream_confirmed_at IS NOT NULL AS confirmed FROM grants g \
              JOIN users u ON u.id = g.user_id \
-             WHERE g.boomstream_confirmed_at IS NULL AND u.disabled_at IS NULL \
+             WHERE (g.boomstream_confirmed_at IS NULL OR ?4 = 1) AND u.disabled_at IS NULL \
+             AND (?5 = 0 OR g.user_id = ?5) \
              AND (g.user_id, g.video_id) > (?1, ?2) \
              ORDER BY g.user_id, g.video_id LIMIT ?3",
-            vec![after_user.into(), after_video.clone().into(), PAGE.into()],
+            vec![
+                after_user.into(),
+                after_video.clone().into(),
+                PAGE.into(),
+                i64::from(opts.recheck).into(),
+                opts.only_user.unwrap_or(0).into(),
+            ],
         ))?;
         let full = rows.len() as i64 == PAGE;
         out.extend(rows.iter().filter_map(|r| {
@@ -93,6 +156,7 @@ fn pending(db: &mut dyn D1) -> Result<Vec<Pending>, D1Error> {
                 email: row_text(r, "email"),
                 name: row_text(r, "name").unwrap_or_default(),
                 access_code: row_text(r, "access_code"),
+                confirmed: row_int(r, "confirmed").unwrap_or(0) != 0,
             })
         }));
         // The next page starts after this page's last row, parsed or not.
@@ -106,16 +170,36 @@ fn pending(db: &mut dyn D1) -> Result<Vec<Pending>, D1Error> {
     }
 }
 
-fn mark(user_id: i64, videos: &[String], now: i64, error: Option<&str>) -> Statement {
-    let placeholders: Vec<String> = (0..videos.len()).map(|i| format!("?{}", i + 4)).collect();
+/// Records a push's outcome for `videos` of `user_id`: confirmed (`error` none) or not,
+/// with what Boomstream said of the buyer's access when it answered.
+fn mark(
+    user_id: i64,
+    videos: &[String],
+    now: i64,
+    error: Option<&str>,
+    answer: Option<&AddedBuyer>,
+) -> Statement {
     let mut params: Vec<SqlValue> =
         vec![user_id.into(), now.into(), error.map(str::to_owned).into()];
+    // Without an answer, what Boomstream last said of the access stays.
+    let access = match answer {
+        Some(a) => {
+            params.push(a.access_expires.clone().into());
+            params.push(a.recovery.into());
+            ", boomstream_access_expires = ?4, boomstream_recovery = ?5"
+        }
+        None => "",
+    };
+    let first = params.len() + 1;
+    let placeholders: Vec<String> = (0..videos.len())
+        .map(|i| format!("?{}", i + first))
+        .collect();
     params.extend(videos.iter().map(|v| SqlValue::from(v.as_str())));
     let confirmed = if error.is_none() { "?2" } else { "NULL" };
     Statement::with_params(
         format!(
             "UPDATE grants SET boomstream_confirmed_at = {confirmed}, boomstream_error = ?3, \
-             boomstream_attempted_at = ?2 WHERE user_id = ?1 AND video_id IN ({})",
+             boomstream_attempted_at = ?2{access} WHERE user_id = ?1 AND video_id IN ({})",
             placeholders.join(", ")
         ),
         params,
@@ -125,36 +209,118 @@ fn mark(user_id: i64, videos: &[String], now: i64, error: Option<&str>) -> State
 /// Identical per-buyer refusals in a row that stop the push as systemic.
 pub const IDENTICAL_FAILURES_STOP: u32 = 3;
 
-/// Pushes every unconfirmed grant. Per-buyer refusals are recorded and counted; a
-/// systemic failure (bad key, Boomstream down) stops the push for this run. Neither
-/// fails the sync: D1 already holds the grants, and the next run retries.
+/// Repairs tried for one buyer before it counts as failed.
+const MAX_REPAIRS: usize = 2;
+
+/// What adding (or re-checking) one buyer came to.
+enum Added {
+    /// Boomstream has the buyer, who can watch.
+    Confirmed { answer: AddedBuyer, repaired: bool },
+    /// Boomstream keeps another access code for this e-mail.
+    OtherCode(AddedBuyer),
+    /// Accepted, but the buyer still cannot watch after the repairs.
+    Unusable { answer: AddedBuyer, why: String },
+}
+
+/// `addbuyer`, then, while the answer says the buyer cannot watch, the official
+/// plugin's repair (`updatebuyer` with `access_expire`, or with the subscription's
+/// `Activation` from `ppv/info`) and a read-back.
+fn add_and_check(
+    client: &BoomstreamClient,
+    buyer: &Buyer<'_>,
+    now: i64,
+) -> Result<Added, BoomstreamError> {
+    let mut answer = client.add_buyer(buyer)?;
+    let mut repaired = false;
+    for _ in 0..MAX_REPAIRS {
+        if !answer.confirms(buyer.access_code) {
+            return Ok(Added::OtherCode(answer));
+        }
+        let Some(problem) = answer.problem(now) else {
+            return Ok(Added::Confirmed { answer, repaired });
+        };
+        match &problem {
+            AccessProblem::Expired(_) => {
+                client.update_buyer(buyer, BuyerUpdate::AccessExpire(buyer.access_expire))?;
+            }
+            AccessProblem::NoActivations => {
+                let info = client.info(buyer)?;
+                let Some(activation) = info.activation else {
+                    return Ok(Added::Unusable {
+                        answer,
+                        why: format!("{problem}, and ppv/info names no Activation to restore"),
+                    });
+                };
+                client.update_buyer(buyer, BuyerUpdate::Activation(&activation))?;
+            }
+        }
+        repaired = true;
+        // Adding an existing buyer answers their state: read it back.
+        answer = client.add_buyer(buyer)?;
+    }
+    if !answer.confirms(buyer.access_code) {
+        return Ok(Added::OtherCode(answer));
+    }
+    match answer.problem(now) {
+        None => Ok(Added::Confirmed { answer, repaired }),
+        Some(problem) => Ok(Added::Unusable {
+            why: format!("{problem}, still after ppv/updatebuyer"),
+            answer,
+        }),
+    }
+}
+
+/// One buyer entry to send: a student in a subscription, for these videos.
+struct Entry {
+    videos: Vec<String>,
+    /// Whether every one of the videos was confirmed before (a re-check).
+    confirmed: bool,
+    grant: Pending,
+}
+
+/// Pushes every unconfirmed grant (every grant, with [`PushOptions::recheck`]).
+/// Per-buyer refusals are recorded and counted; a systemic failure (bad key, Boomstream
+/// down) stops the push for this run. Neither fails the sync: D1 already holds the
+/// grants, and the next run retries.
 pub fn push(
     db: &mut dyn D1,
     client: &BoomstreamClient,
     config: &SiteConfig,
+    opts: PushOptions,
     now: i64,
+    summary: &mut PushSummary,
     warnings: &mut Vec<String>,
-) -> Result<PushSummary, D1Error> {
-    let mut summary = PushSummary {
-        enabled: true,
-        ..PushSummary::default()
-    };
-    ensure_access_codes(db, &mut summary)?;
-    summary.already_confirmed = db
-        .query(&Statement::new(
-            "SELECT count(*) AS n FROM grants WHERE boomstream_confirmed_at IS NOT NULL",
-        ))?
-        .first()
-        .and_then(|r| row_int(r, "n"))
-        .unwrap_or(0) as u64;
+) -> Result<(), D1Error> {
+    summary.enabled = true;
+    let access_expire = config.course.access_expire();
+    if boomstream_time(access_expire).is_some_and(|t| t <= now) {
+        warnings.push(format!(
+            "course.boomstream_access_expire ({access_expire}) is in the past: no student could watch, so nothing is pushed to Boomstream"
+        ));
+        return Ok(());
+    }
+    ensure_access_codes(db, opts.only_user, summary)?;
+    if !opts.recheck {
+        summary.already_confirmed += db
+            .query(
+                &Statement::new(
+                    "SELECT count(*) AS n FROM grants WHERE boomstream_confirmed_at IS NOT NULL \
+                     AND (?1 = 0 OR user_id = ?1)",
+                )
+                .bind(opts.only_user.unwrap_or(0)),
+            )?
+            .first()
+            .and_then(|r| row_int(r, "n"))
+            .unwrap_or(0) as u64;
+    }
 
     // Boomstream's access equals D1's grants: in a group subscription one buyer entry
     // per student covers every video in it (the configuration makes sure they unlock
     // together); in a single one, each video is its own `addbuyer` naming its media.
     type Key = (i64, String, Option<String>);
-    let mut groups: BTreeMap<Key, (Vec<String>, Pending)> = BTreeMap::new();
+    let mut entries: BTreeMap<Key, Entry> = BTreeMap::new();
     let mut statements = Vec::new();
-    for p in pending(db)? {
+    for p in pending(db, opts)? {
         let Some(video) = config.videos.iter().find(|v| v.id == p.video_id) else {
             continue; // a video the configuration no longer has: nothing to push it to
         };
@@ -176,20 +342,34 @@ pub fn push(
                 continue;
             }
         };
-        let entry = groups
+        let entry = entries
             .entry((p.user_id, subscription.to_owned(), per_video))
-            .or_insert_with(|| (Vec::new(), p.clone()));
-        entry.0.push(p.video_id);
+            .or_insert_with(|| Entry {
+                videos: Vec::new(),
+                confirmed: true,
+                grant: p.clone(),
+            });
+        entry.confirmed &= p.confirmed;
+        entry.videos.push(p.video_id);
     }
     warnings.dedup();
     let mut stopped: Option<String> = None;
     // The same refusal for several buyers in a row is about the account or the
     // subscription, not the buyers: stop after IDENTICAL_FAILURES_STOP of them.
     let mut last_refusal: Option<(String, u32)> = None;
-    for ((user_id, subscription, _), (videos, p)) in groups {
+    for ((user_id, subscription, _), entry) in entries {
+        let Entry {
+            videos,
+            confirmed,
+            grant: p,
+        } = entry;
         if let Some(reason) = &stopped {
-            statements.push(mark(user_id, &videos, now, Some(reason)));
-            summary.failed += 1;
+            // A stopped re-check leaves confirmed grants as they were: an outage says
+            // nothing about them.
+            if !confirmed {
+                statements.push(mark(user_id, &videos, now, Some(reason), None));
+                summary.failed += 1;
+            }
             continue;
         }
         let (Some(email), Some(code)) = (p.email.as_deref(), p.access_code.as_deref()) else {
@@ -200,10 +380,14 @@ pub fn push(
                 &videos,
                 now,
                 Some("no e-mail: Boomstream needs one"),
+                None,
             ));
             summary.no_email += videos.len() as u64;
             continue;
         };
+        if confirmed {
+            summary.rechecked += 1;
+        }
         let media = config
             .videos
             .iter()
@@ -215,20 +399,27 @@ pub fn push(
             email,
             name: &p.name,
             access_code: code,
+            access_expire,
         };
-        match client.add_buyer(&buyer) {
-            Ok(added) if added.confirms(code) => {
-                statements.push(mark(user_id, &videos, now, None));
+        match add_and_check(client, &buyer, now) {
+            Ok(Added::Confirmed { answer, repaired }) => {
+                statements.push(mark(user_id, &videos, now, None, Some(&answer)));
                 summary.pushed += 1;
+                summary.repaired += u64::from(repaired);
                 last_refusal = None;
             }
-            Ok(_) => {
+            Ok(Added::OtherCode(answer)) => {
                 statements.push(mark(
                     user_id,
                     &videos,
                     now,
                     Some("Boomstream kept another access code"),
+                    Some(&answer),
                 ));
+                summary.failed += 1;
+            }
+            Ok(Added::Unusable { answer, why }) => {
+                statements.push(mark(user_id, &videos, now, Some(&why), Some(&answer)));
                 summary.failed += 1;
             }
             Err(e) => {
@@ -255,7 +446,10 @@ pub fn push(
                     ));
                     stopped = Some(message.clone());
                 }
-                statements.push(mark(user_id, &videos, now, Some(&message)));
+                // An outage during a re-check says nothing about a confirmed grant.
+                if !(confirmed && e.is_systemic()) {
+                    statements.push(mark(user_id, &videos, now, Some(&message), None));
+                }
                 summary.failed += 1;
             }
         }
@@ -266,13 +460,13 @@ pub fn push(
     let (requests, retries) = client.stats();
     summary.requests = requests;
     summary.retries = retries;
-    Ok(summary)
+    Ok(())
 }
 
 /// For `--dry-run`: the calls a push would make for the grants already waiting in D1
 /// (grants the run would add come on top; their number is in the plan).
 pub fn describe_pending(db: &mut dyn D1, config: &SiteConfig) -> Result<Vec<String>, D1Error> {
-    Ok(pending(db)?
+    Ok(pending(db, PushOptions::default())?
         .iter()
         .filter_map(|p| {
             let video = config.videos.iter().find(|v| v.id == p.video_id)?;
@@ -282,74 +476,282 @@ pub fn describe_pending(db: &mut dyn D1, config: &SiteConfig) -> Result<Vec<Stri
                 email: p.email.as_deref()?,
                 name: &p.name,
                 access_code: "",
+                access_expire: config.course.access_expire(),
             };
             Some(BoomstreamClient::describe_add(&buyer))
         })
         .collect())
 }
 
-/// After `--revoke` removed grants in D1: removes the buyer from each subscription in
-/// which the student has no grant left. Failures are warnings (retried by hand or on
-/// the next revoke run).
-pub fn remove_buyers(
+/// Why a buyer entry is to be removed (`boomstream_removals.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalReason {
+    /// `users disable`.
+    Disabled,
+    /// `users delete`.
+    Deleted,
+    /// `grants remove` of a manual grant.
+    GrantRemoved,
+    /// `sync --revoke`.
+    Revoked,
+    /// `users rotate-access-code`: the old code goes.
+    CodeRotated,
+}
+
+impl RemovalReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Deleted => "deleted",
+            Self::GrantRemoved => "grant-removed",
+            Self::Revoked => "revoked",
+            Self::CodeRotated => "code-rotated",
+        }
+    }
+}
+
+/// The statement that records, for every grant matching `condition` (SQL over `grants
+/// g` joined with `users u`, ANDed as it is: parenthesise an OR; placeholders from
+/// `?1`, values `params`) that was ever sent
+/// to Boomstream, that its buyer entry is to be removed. Run it in the same batch as,
+/// and before, the change that takes the access away, so that the removal cannot be
+/// lost between the two.
+pub fn removal_statement(
+    reason: RemovalReason,
+    condition: &str,
+    params: Vec<SqlValue>,
+) -> Statement {
+    Statement::with_params(
+        format!(
+            "INSERT INTO boomstream_removals (user_id, access_code, video_id, reason, requested_at) \
+             SELECT g.user_id, u.access_code, g.video_id, '{}', unixepoch() FROM grants g \
+             JOIN users u ON u.id = g.user_id \
+             WHERE u.access_code IS NOT NULL AND g.boomstream_attempted_at IS NOT NULL AND {condition}",
+            reason.as_str()
+        ),
+        params,
+    )
+}
+
+/// Refusals of one removal before it is given up (and left to Boomstream's dashboard).
+pub const MAX_REMOVAL_REFUSALS: i64 = 5;
+
+/// A pending removal row, with what D1 says of its student now.
+struct Removal {
+    id: i64,
+    user_id: i64,
+    access_code: String,
+    video_id: String,
+    attempts: i64,
+    /// The student exists, is enabled and still has this access code.
+    active: bool,
+}
+
+/// Works through `boomstream_removals` (only `only_user`'s, when given): one
+/// `ppv/deletebuyer` per student, code and subscription. Before a push, so that what the
+/// removal of a single subscription's buyer takes along is re-added by it.
+pub fn remove_pending(
     db: &mut dyn D1,
     client: &BoomstreamClient,
     config: &SiteConfig,
-    revoked: &[(i64, String)],
+    only_user: Option<i64>,
+    now: i64,
     summary: &mut PushSummary,
     warnings: &mut Vec<String>,
 ) -> Result<(), D1Error> {
-    let mut done: Vec<(i64, String)> = Vec::new();
-    for (user_id, video_id) in revoked {
-        let Some(subscription) = config
-            .videos
-            .iter()
-            .find(|v| &v.id == video_id)
-            .and_then(|v| v.subscription(&config.course))
-        else {
-            continue;
-        };
-        if done.iter().any(|(u, s)| u == user_id && s == subscription) {
-            continue;
+    summary.enabled = true;
+    let mut removals = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let rows = db.query(&Statement::with_params(
+            "SELECT r.id, r.user_id, r.access_code, r.video_id, r.attempts, \
+             (u.id IS NOT NULL AND u.disabled_at IS NULL AND u.access_code = r.access_code) AS active \
+             FROM boomstream_removals r LEFT JOIN users u ON u.id = r.user_id \
+             WHERE r.done_at IS NULL AND r.id > ?1 AND (?2 = 0 OR r.user_id = ?2) \
+             ORDER BY r.id LIMIT ?3",
+            vec![after.into(), only_user.unwrap_or(0).into(), PAGE.into()],
+        ))?;
+        let full = rows.len() as i64 == PAGE;
+        for r in &rows {
+            if let (Some(id), Some(user_id), Some(access_code), Some(video_id)) = (
+                row_int(r, "id"),
+                row_int(r, "user_id"),
+                row_text(r, "access_code"),
+                row_text(r, "video_id"),
+            ) {
+                after = id;
+                removals.push(Removal {
+                    id,
+                    user_id,
+                    access_code,
+                    video_id,
+                    attempts: row_int(r, "attempts").unwrap_or(0),
+                    active: row_int(r, "active").unwrap_or(0) != 0,
+                });
+            }
         }
-        let same_subscription: Vec<&str> = config
-            .videos
-            .iter()
-            .filter(|v| v.subscription(&config.course) == Some(subscription))
-            .map(|v| v.id.as_str())
-            .collect();
-        let placeholders: Vec<String> = (0..same_subscription.len())
-            .map(|i| format!("?{}", i + 2))
-            .collect();
-        let mut params: Vec<SqlValue> = vec![(*user_id).into()];
-        params.extend(same_subscription.iter().map(|v| SqlValue::from(*v)));
-        let left = db.query(&Statement::with_params(
+        if !full {
+            break;
+        }
+    }
+    let settle = |ids: &[i64], outcome: &str, error: Option<&str>| {
+        let mut params: Vec<SqlValue> =
+            vec![now.into(), outcome.into(), error.map(str::to_owned).into()];
+        params.extend(ids.iter().map(|id| SqlValue::from(*id)));
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("?{}", i + 4)).collect();
+        Statement::with_params(
             format!(
-                "SELECT u.access_code, (SELECT count(*) FROM grants g WHERE g.user_id = ?1 AND g.video_id IN ({})) AS n \
-                 FROM users u WHERE u.id = ?1",
+                "UPDATE boomstream_removals SET done_at = ?1, attempted_at = ?1, outcome = ?2, \
+                 last_error = coalesce(?3, last_error) WHERE id IN ({})",
                 placeholders.join(", ")
             ),
             params,
-        ))?;
-        let Some(row) = left.first() else { continue };
-        done.push((*user_id, subscription.to_owned()));
-        if row_int(row, "n").unwrap_or(1) > 0 {
-            continue;
-        }
-        let Some(code) = row_text(row, "access_code") else {
+        )
+    };
+    // A removal left for the next run, with its refusals so far and the last error.
+    let waiting = |ids: &[i64], error: &str, attempts: i64| {
+        let mut params: Vec<SqlValue> = vec![now.into(), error.into(), attempts.into()];
+        params.extend(ids.iter().map(|id| SqlValue::from(*id)));
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("?{}", i + 4)).collect();
+        Statement::with_params(
+            format!(
+                "UPDATE boomstream_removals SET attempted_at = ?1, last_error = ?2, attempts = ?3 \
+                 WHERE id IN ({})",
+                placeholders.join(", ")
+            ),
+            params,
+        )
+    };
+    let mut statements = Vec::new();
+    // One call per student, code and subscription, in the order they were asked for.
+    let mut groups: Vec<((i64, String, String), Vec<Removal>)> = Vec::new();
+    for r in removals {
+        let Some(subscription) = config
+            .videos
+            .iter()
+            .find(|v| v.id == r.video_id)
+            .and_then(|v| v.subscription(&config.course))
+        else {
+            warnings.push(format!(
+                "Boomstream: user {} lost video {:?}, which the configuration no longer puts in a subscription; remove the buyer in Boomstream's dashboard if it is still there",
+                r.user_id, r.video_id
+            ));
+            statements.push(settle(&[r.id], "unconfigured", None));
             continue;
         };
-        match client.delete_buyer(subscription, &code) {
-            Ok(()) => summary.removed += 1,
-            Err(BoomstreamError::Failed { message, .. }) => {
-                warnings.push(format!(
-                    "Boomstream refused to remove user {user_id} from {subscription}: {message}"
-                ));
-            }
-            Err(e) => warnings.push(format!(
-                "Boomstream: removing user {user_id} from {subscription}: {e}"
-            )),
+        let key = (r.user_id, r.access_code.clone(), subscription.to_owned());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, rows)) => rows.push(r),
+            None => groups.push((key, vec![r])),
         }
     }
+    for ((user_id, code, subscription), rows) in groups {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let active = rows.iter().any(|r| r.active);
+        let same_subscription: Vec<&str> = config
+            .videos
+            .iter()
+            .filter(|v| v.subscription(&config.course) == Some(subscription.as_str()))
+            .map(|v| v.id.as_str())
+            .collect();
+        let in_subscription = |head: &str| {
+            let placeholders: Vec<String> = (0..same_subscription.len())
+                .map(|i| format!("?{}", i + 2))
+                .collect();
+            let mut params: Vec<SqlValue> = vec![user_id.into()];
+            params.extend(same_subscription.iter().map(|v| SqlValue::from(*v)));
+            Statement::with_params(
+                format!(
+                    "{head} WHERE user_id = ?1 AND video_id IN ({})",
+                    placeholders.join(", ")
+                ),
+                params,
+            )
+        };
+        let kind = config
+            .videos
+            .iter()
+            .find(|v| v.subscription(&config.course) == Some(subscription.as_str()))
+            .and_then(|v| v.subscription_kind(&config.course));
+        if active && kind == Some(SubscriptionKind::Group) {
+            let left = db.query(&in_subscription("SELECT count(*) AS n FROM grants"))?;
+            if left.first().and_then(|r| row_int(r, "n")).unwrap_or(0) > 0 {
+                // The buyer of a group subscription sees all of it: still needed.
+                statements.push(settle(&ids, "kept", None));
+                summary.removals_kept += 1;
+                continue;
+            }
+        }
+        match client.delete_buyer(&subscription, &code) {
+            Ok(()) => {
+                statements.push(settle(&ids, "removed", None));
+                summary.removed += 1;
+                if active {
+                    // Removing a buyer takes the whole entry: what D1 still grants in
+                    // this subscription is added back by the push that follows.
+                    statements.push(in_subscription(
+                        "UPDATE grants SET boomstream_confirmed_at = NULL, \
+                         boomstream_error = 'to be added again after a removal'",
+                    ));
+                }
+            }
+            Err(e) if e.is_systemic() => {
+                warnings.push(format!(
+                    "Boomstream: {e}; {} removal(s) wait for the next run",
+                    ids.len()
+                ));
+                summary.removals_waiting += 1;
+                // An outage is not the removal's fault: its refusals stay as they were.
+                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0);
+                statements.push(waiting(&ids, &e.to_string(), attempts));
+                // The rest wait too: they would fail the same way.
+                break;
+            }
+            Err(e) => {
+                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
+                let message = e.to_string();
+                if attempts >= MAX_REMOVAL_REFUSALS {
+                    warnings.push(format!(
+                        "Boomstream refused {attempts} times to remove user {user_id} from subscription {subscription} ({message}); given up: remove the buyer in Boomstream's dashboard"
+                    ));
+                    statements.push(settle(&ids, "refused", Some(&message)));
+                    summary.removals_refused += 1;
+                } else {
+                    warnings.push(format!(
+                        "Boomstream refused to remove user {user_id} from subscription {subscription} ({message}); tried again next run"
+                    ));
+                    summary.removals_waiting += 1;
+                    statements.push(waiting(&ids, &message, attempts));
+                }
+            }
+        }
+    }
+    for batch in crate::d1::batches(statements)? {
+        db.execute(&batch)?;
+    }
     Ok(())
+}
+
+/// Everything Boomstream is owed: the removals first, then the push (which adds back
+/// what a removal took along).
+pub fn settle(
+    db: &mut dyn D1,
+    client: &BoomstreamClient,
+    config: &SiteConfig,
+    opts: PushOptions,
+    now: i64,
+    warnings: &mut Vec<String>,
+) -> Result<PushSummary, D1Error> {
+    let mut summary = PushSummary::default();
+    remove_pending(
+        db,
+        client,
+        config,
+        opts.only_user,
+        now,
+        &mut summary,
+        warnings,
+    )?;
+    push(db, client, config, opts, now, &mut summary, warnings)?;
+    Ok(summary)
 }

@@ -50,6 +50,9 @@ pub struct SyncOptions {
     pub progress_inline: bool,
     /// Boomstream's API (from BOOMSTREAM_API_KEY); none = grants are not pushed there.
     pub boomstream: Option<crate::boomstream::BoomstreamConfig>,
+    /// Send grants Boomstream confirmed before again, to find and repair access that
+    /// expired or ran out of activations there.
+    pub recheck_boomstream: bool,
 }
 
 /// What a run did, printed at the end (or as JSON with `--json`).
@@ -342,28 +345,20 @@ fn scan_and_write(
         }
     }
     if let Some(client) = &boomstream {
-        let mut push = boomstream::push(db, client, &opts.config, now(), &mut summary.warnings)
-            .context("recording the Boomstream state of grants in D1")?;
-        if opts.revoke && !plan.revocations.is_empty() {
-            let revoked: Vec<(i64, String)> = plan
-                .revocations
-                .iter()
-                .map(|(user, _, video)| (*user, video.clone()))
-                .collect();
-            boomstream::remove_buyers(
-                db,
-                client,
-                &opts.config,
-                &revoked,
-                &mut push,
-                &mut summary.warnings,
-            )
-            .context("checking which Boomstream buyers to remove")?;
-        }
-        let (requests, retries) = client.stats();
-        push.requests = requests;
-        push.retries = retries;
-        summary.boomstream = push;
+        // Removals first (revocations wrote theirs with the grants above), then the
+        // push, which adds back what a removal in a single subscription took along.
+        summary.boomstream = boomstream::settle(
+            db,
+            client,
+            &opts.config,
+            boomstream::PushOptions {
+                recheck: opts.recheck_boomstream,
+                only_user: None,
+            },
+            now(),
+            &mut summary.warnings,
+        )
+        .context("recording the Boomstream state of grants in D1")?;
     }
     Ok(())
 }

@@ -307,16 +307,36 @@ pub fn statement_iter(plan: &Plan, now: i64) -> impl Iterator<Item = Statement> 
                     .map(|(user, _, video)| vec![(*user).into(), video.clone().into(), now.into()]),
             )
         });
-    let revocations = plan.revocations.chunks(rows_per_statement(2)).map(|chunk| {
-        multi_row(
-            "DELETE FROM grants WHERE source = 'stepik' AND (user_id, video_id) IN (VALUES",
-            "(?, ?)",
-            ")",
-            chunk
-                .iter()
-                .map(|(user, _, video)| vec![(*user).into(), video.clone().into()]),
-        )
-    });
+    // Each chunk of revocations records the Boomstream removals it causes first, so
+    // that no crash between the two can forget one (see `boomstream::removal_statement`).
+    let revocations = plan
+        .revocations
+        .chunks(rows_per_statement(2))
+        .flat_map(|chunk| {
+            let rows = || {
+                chunk
+                    .iter()
+                    .map(|(user, _, video)| vec![(*user).into(), video.clone().into()])
+            };
+            let removals = multi_row(
+                &super::boomstream::removal_statement(
+                    super::boomstream::RemovalReason::Revoked,
+                    "g.source = 'stepik' AND (g.user_id, g.video_id) IN (VALUES",
+                    Vec::new(),
+                )
+                .sql,
+                "(?, ?)",
+                ")",
+                rows(),
+            );
+            let delete = multi_row(
+                "DELETE FROM grants WHERE source = 'stepik' AND (user_id, video_id) IN (VALUES",
+                "(?, ?)",
+                ")",
+                rows(),
+            );
+            [removals, delete]
+        });
     let progress = plan.progress_upserts.chunks(rows_per_statement(8)).map(move |chunk| {
         multi_row(
             "INSERT INTO learner_progress (stepik_user_id, steps_passed, steps_total, score, unlocked, \
@@ -347,7 +367,7 @@ pub fn statement_iter(plan: &Plan, now: i64) -> impl Iterator<Item = Statement> 
 pub fn statement_count(plan: &Plan) -> usize {
     plan.video_upserts.len()
         + plan.new_grants.len().div_ceil(rows_per_statement(3))
-        + plan.revocations.len().div_ceil(rows_per_statement(2))
+        + 2 * plan.revocations.len().div_ceil(rows_per_statement(2))
         + plan.progress_upserts.len().div_ceil(rows_per_statement(8))
 }
 
@@ -815,6 +835,7 @@ mod tests {
                     ["INSERT", "INTO", "videos"] => "videos",
                     ["INSERT", "INTO", "grants"] => "grants",
                     ["DELETE", "FROM", "grants"] => "revoke",
+                    ["INSERT", "INTO", "boomstream_removals"] => "removals",
                     ["INSERT", "INTO", "learner_progress"] => "progress",
                     _ => "other",
                 },
@@ -823,7 +844,7 @@ mod tests {
         assert_eq!(
             heads,
             [
-                "videos", "videos", "videos", "videos", "grants", "revoke", "progress"
+                "videos", "videos", "videos", "videos", "grants", "removals", "revoke", "progress"
             ]
         );
     }
@@ -853,13 +874,23 @@ mod tests {
                 SqlValue::Integer(1_700_000_000),
             ]
         );
+        // Before the revocations, the Boomstream removals they cause, with the same rows.
+        assert!(
+            out[1].sql.starts_with("INSERT INTO boomstream_removals")
+                && out[1].sql.ends_with(
+                    "AND g.source = 'stepik' AND (g.user_id, g.video_id) IN (VALUES (?1, ?2), (?3, ?4) )"
+                ),
+            "{}",
+            out[1].sql
+        );
+        assert_eq!(out[1].params, out[2].params);
         assert_eq!(
-            out[1].sql,
+            out[2].sql,
             "DELETE FROM grants WHERE source = 'stepik' AND (user_id, video_id) IN \
              (VALUES (?1, ?2), (?3, ?4) )"
         );
         assert_eq!(
-            out[1].params,
+            out[2].params,
             [
                 SqlValue::Integer(2),
                 "final".into(),
@@ -910,9 +941,10 @@ mod tests {
         assert_eq!(rows("INSERT INTO grants", 3), (31, 1_000));
         assert_eq!(rows("DELETE FROM grants", 2), (3, 120));
         assert_eq!(rows("INSERT INTO learner_progress", 8), (42, 500));
-        assert_eq!(out.len(), 31 + 3 + 42);
+        assert_eq!(rows("INSERT INTO boomstream_removals", 2), (3, 120));
+        assert_eq!(out.len(), 31 + 3 + 3 + 42);
         // The D1 layer accepts every one of them.
         let batches = crate::d1::batches(out).expect("statements within D1's limits");
-        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 76);
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 79);
     }
 }
