@@ -14,11 +14,11 @@ ALTER TABLE grants ADD COLUMN boomstream_recovery INTEGER;
 -- crash, cannot make the removal forgotten: `generator sync` (or the admin command
 -- itself, with BOOMSTREAM_API_KEY set) works through the rows not done yet. No foreign
 -- key: a row outlives the account it was about. `access_code` is the code to remove
--- (a viewing credential: shown to nobody, never logged).
+-- (a viewing credential: shown to nobody, never logged), cleared once the row is settled.
 CREATE TABLE boomstream_removals (
     id           INTEGER PRIMARY KEY,
     user_id      INTEGER NOT NULL,
-    access_code  TEXT NOT NULL,
+    access_code  TEXT,
     video_id     TEXT NOT NULL,
     reason       TEXT NOT NULL
                  CHECK (reason IN ('disabled', 'deleted', 'grant-removed', 'revoked', 'code-rotated')),

@@ -1365,14 +1365,31 @@ fn disabling_enabling_and_an_outage_in_between_keep_boomstream_equal_to_d1() {
     assert!(bs.can_watch(BOB_EMAIL, "M-intro", TODAY));
     assert!(bs.can_watch(BOB_EMAIL, "M-basics", TODAY));
 
-    // Disabled and enabled again before any removal ran: nothing is removed.
+    // Disabled and enabled again before the removal ran: the removal finds him enabled
+    // and adds back what he has, in the same settling.
     admin_users::set_disabled(&mut Target::Db(&mut db), &user(BOB_EMAIL), true).expect("disabled");
     admin_users::set_disabled(&mut Target::Db(&mut db), &user(BOB_EMAIL), false).expect("enabled");
-    let calls = bs.methods().len();
     let (summary, _) = settle_user(&run, &mut db, 2);
-    assert_eq!((summary.removed, summary.pushed), (0, 2));
-    assert!(!bs.methods()[calls..].iter().any(|m| m == "ppv/deletebuyer"));
+    assert_eq!((summary.removed, summary.pushed), (1, 2));
+    assert!(bs.can_watch(BOB_EMAIL, "M-intro", TODAY));
     assert!(bs.can_watch(BOB_EMAIL, "M-basics", TODAY));
+
+    // Disabled, enabled, then deleted before anything ran: the delete still knows what
+    // Boomstream has, and nothing stays there.
+    admin_users::set_disabled(&mut Target::Db(&mut db), &user(BOB_EMAIL), true).expect("disabled");
+    admin_users::set_disabled(&mut Target::Db(&mut db), &user(BOB_EMAIL), false).expect("enabled");
+    admin_users::delete(&mut Target::Db(&mut db), &user(BOB_EMAIL)).expect("deleted");
+    let (summary, warnings) = settle_user(&run, &mut db, 2);
+    assert_eq!(summary.removed, 1, "{warnings:?}");
+    assert!(bs.hashes_of(BOB_EMAIL).is_empty());
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM boomstream_removals WHERE access_code IS NOT NULL"
+        ),
+        0,
+        "settled rows keep no access code"
+    );
 }
 
 #[test]
@@ -1570,4 +1587,69 @@ fn a_removal_boomstream_keeps_refusing_is_given_up_after_five_tries_and_said() {
         0,
         "settled"
     );
+}
+
+/// Runs `during` once, right after the push has recorded what it is about to send: an
+/// admin's change made while the push is under way.
+struct DuringPush<'a> {
+    db: &'a mut SqliteD1,
+    during: Option<Vec<Statement>>,
+}
+
+impl D1 for DuringPush<'_> {
+    fn query(&mut self, statement: &Statement) -> Result<Vec<Row>, D1Error> {
+        self.db.query(statement)
+    }
+
+    fn execute(&mut self, statements: &[Statement]) -> Result<ExecuteReport, D1Error> {
+        let report = self.db.execute(statements)?;
+        if statements.iter().any(|s| {
+            s.sql
+                .starts_with("UPDATE grants SET boomstream_attempted_at")
+        }) && let Some(change) = self.during.take()
+        {
+            self.db.execute(&change)?;
+        }
+        Ok(report)
+    }
+}
+
+#[test]
+fn a_student_disabled_while_the_push_runs_is_removed_afterwards() {
+    let bs = stand_in();
+    let mut db = seeded();
+    let run = bs_sync(&bs, false, |_| {});
+    // Bob is disabled (by a bare UPDATE: not even the command's own removal record)
+    // after the push read its list and before it sent his entry.
+    let mut racing = DuringPush {
+        db: &mut db,
+        during: Some(vec![Statement::new(
+            "UPDATE users SET disabled_at = 1 WHERE id = 2",
+        )]),
+    };
+    run.run_ok(&mut racing);
+    assert!(
+        bs.can_watch(BOB_EMAIL, "M-intro", TODAY),
+        "sent before he was disabled"
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM grants WHERE user_id = 2 AND boomstream_confirmed_at IS NOT NULL"
+        ),
+        0,
+        "not confirmed for a disabled student"
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM boomstream_removals WHERE user_id = 2 AND reason = 'disabled'"
+        ),
+        2,
+        "each entry sent (intro, basics) is recorded for removal"
+    );
+    let summary = run.run_ok(&mut db);
+    assert_eq!(summary.boomstream.removed, 1, "{:?}", summary.warnings);
+    assert!(!bs.can_watch(BOB_EMAIL, "M-intro", TODAY));
+    assert!(bs.can_watch(ALICE_EMAIL, "M-intro", TODAY));
 }

@@ -224,8 +224,7 @@ pub fn set_password(
 /// `users disable` (`disable = true`) and `users enable`: a disabled account can no
 /// longer sign in and its sessions stop working at once. Disabling also records the
 /// removal of the student's Boomstream buyer entries (in the same batch) and marks
-/// their grants as not on Boomstream, so that enabling the account adds them back;
-/// enabling drops removals not carried out yet.
+/// their grants as not confirmed, so that enabling the account adds them back.
 pub fn set_disabled(
     target: &mut Target<'_>,
     who: &UserRef,
@@ -253,29 +252,19 @@ pub fn set_disabled(
                 &format!("u.disabled_at IS NULL AND {user_condition}"),
                 vec![value.clone()],
             ));
+            // Not confirmed any more; still "sent" until the removal has run, so that
+            // anything recorded meanwhile (a delete, a removed grant) knows of it.
             out.push(Statement::with_params(
                 format!(
-                    "UPDATE grants SET boomstream_confirmed_at = NULL, boomstream_attempted_at = NULL, \
+                    "UPDATE grants SET boomstream_confirmed_at = NULL, \
                      boomstream_error = 'account disabled' WHERE {of_user} \
                      AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)"
                 ),
                 vec![value.clone()],
             ));
-        } else {
-            out.push(Statement::with_params(
-                format!(
-                    "UPDATE boomstream_removals SET done_at = unixepoch(), outcome = 'kept' \
-                     WHERE done_at IS NULL AND reason = 'disabled' AND {of_user}"
-                ),
-                vec![value.clone()],
-            ));
-            out.push(Statement::with_params(
-                format!(
-                    "UPDATE grants SET boomstream_error = NULL WHERE boomstream_error = 'account disabled' AND {of_user}"
-                ),
-                vec![value.clone()],
-            ));
         }
+        // Enabling leaves a removal not carried out yet in place: it then finds the
+        // student enabled and adds back what they have (see `remove_pending`).
         out.push(Statement::with_params(
             format!("{sql}{users_condition}"),
             vec![value],

@@ -170,41 +170,71 @@ fn pending(db: &mut dyn D1, opts: PushOptions) -> Result<Vec<Pending>, D1Error> 
     }
 }
 
+/// A list bound as one JSON parameter, for `IN (SELECT value FROM json_each(?n))`:
+/// any length fits D1's 100-parameter limit.
+fn json_list<T: Serialize>(items: &[T]) -> SqlValue {
+    serde_json::to_string(items)
+        .unwrap_or_else(|_| "[]".to_owned())
+        .into()
+}
+
 /// Records a push's outcome for `videos` of `user_id`: confirmed (`error` none) or not,
 /// with what Boomstream said of the buyer's access when it answered.
 fn mark(
     user_id: i64,
+    code: &str,
     videos: &[String],
     now: i64,
     error: Option<&str>,
     answer: Option<&AddedBuyer>,
 ) -> Statement {
-    let mut params: Vec<SqlValue> =
-        vec![user_id.into(), now.into(), error.map(str::to_owned).into()];
+    let mut params: Vec<SqlValue> = vec![
+        user_id.into(),
+        now.into(),
+        error.map(str::to_owned).into(),
+        json_list(videos),
+        code.into(),
+    ];
     // Without an answer, what Boomstream last said of the access stays.
     let access = match answer {
         Some(a) => {
             params.push(a.access_expires.clone().into());
             params.push(a.recovery.into());
-            ", boomstream_access_expires = ?4, boomstream_recovery = ?5"
+            ", boomstream_access_expires = ?6, boomstream_recovery = ?7"
         }
         None => "",
     };
-    let first = params.len() + 1;
-    let placeholders: Vec<String> = (0..videos.len())
-        .map(|i| format!("?{}", i + first))
-        .collect();
-    params.extend(videos.iter().map(|v| SqlValue::from(v.as_str())));
     let confirmed = if error.is_none() { "?2" } else { "NULL" };
+    // Only while the student is still enabled with the code that was sent: a disable
+    // or rotation during the push has recorded its removal, and what was sent is not
+    // what they have now (see `raced_removal`).
     Statement::with_params(
         format!(
             "UPDATE grants SET boomstream_confirmed_at = {confirmed}, boomstream_error = ?3, \
-             boomstream_attempted_at = ?2{access} WHERE user_id = ?1 AND video_id IN ({})",
-            placeholders.join(", ")
+             boomstream_attempted_at = ?2{access} WHERE user_id = ?1 \
+             AND video_id IN (SELECT value FROM json_each(?4)) \
+             AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND access_code = ?5)"
         ),
         params,
     )
 }
+
+/// After a buyer was added: if, meanwhile, the student was disabled, deleted or given
+/// a new code, the entry just added is recorded for removal.
+fn raced_removal(user_id: i64, code: &str, video: &str) -> Statement {
+    Statement::with_params(
+        "INSERT INTO boomstream_removals (user_id, access_code, video_id, reason, requested_at) \
+         SELECT ?1, ?2, ?3, CASE WHEN u.id IS NULL THEN 'deleted' \
+         WHEN u.disabled_at IS NOT NULL THEN 'disabled' ELSE 'code-rotated' END, unixepoch() \
+         FROM (SELECT 1) LEFT JOIN users u ON u.id = ?1 \
+         WHERE u.id IS NULL OR u.disabled_at IS NOT NULL OR u.access_code IS NOT ?2",
+        vec![user_id.into(), code.into(), video.into()],
+    )
+}
+
+/// Entries whose outcome is written before the next ones are sent: a crash loses the
+/// record of at most these (their grants stay unconfirmed and are sent again).
+const FLUSH_EVERY: usize = 20;
 
 /// Identical per-buyer refusals in a row that stop the push as systemic.
 pub const IDENTICAL_FAILURES_STOP: u32 = 3;
@@ -225,12 +255,11 @@ enum Added {
 /// `addbuyer`, then, while the answer says the buyer cannot watch, the official
 /// plugin's repair (`updatebuyer` with `access_expire`, or with the subscription's
 /// `Activation` from `ppv/info`) and a read-back.
-fn add_and_check(
-    client: &BoomstreamClient,
-    buyer: &Buyer<'_>,
-    now: i64,
-) -> Result<Added, BoomstreamError> {
-    let mut answer = client.add_buyer(buyer)?;
+fn add_and_check(client: &BoomstreamClient, buyer: &Buyer<'_>, now: i64) -> Result<Added, Failure> {
+    let mut answer = client.add_buyer(buyer).map_err(|error| Failure {
+        error,
+        answer: None,
+    })?;
     let mut repaired = false;
     for _ in 0..MAX_REPAIRS {
         if !answer.confirms(buyer.access_code) {
@@ -239,24 +268,33 @@ fn add_and_check(
         let Some(problem) = answer.problem(now) else {
             return Ok(Added::Confirmed { answer, repaired });
         };
+        // A failure from here on knows the buyer cannot watch: it says so.
+        let known = |error| Failure {
+            error,
+            answer: Some(Box::new(answer.clone())),
+        };
         match &problem {
             AccessProblem::Expired(_) => {
-                client.update_buyer(buyer, BuyerUpdate::AccessExpire(buyer.access_expire))?;
+                client
+                    .update_buyer(buyer, BuyerUpdate::AccessExpire(buyer.access_expire))
+                    .map_err(known)?;
             }
             AccessProblem::NoActivations => {
-                let info = client.info(buyer)?;
+                let info = client.info(buyer).map_err(known)?;
                 let Some(activation) = info.activation else {
                     return Ok(Added::Unusable {
                         answer,
                         why: format!("{problem}, and ppv/info names no Activation to restore"),
                     });
                 };
-                client.update_buyer(buyer, BuyerUpdate::Activation(&activation))?;
+                client
+                    .update_buyer(buyer, BuyerUpdate::Activation(&activation))
+                    .map_err(known)?;
             }
         }
         repaired = true;
         // Adding an existing buyer answers their state: read it back.
-        answer = client.add_buyer(buyer)?;
+        answer = client.add_buyer(buyer).map_err(known)?;
     }
     if !answer.confirms(buyer.access_code) {
         return Ok(Added::OtherCode(answer));
@@ -268,6 +306,13 @@ fn add_and_check(
             answer,
         }),
     }
+}
+
+/// A failed call, with the answer that showed the buyer could not watch when the
+/// failure came during the repair.
+struct Failure {
+    error: BoomstreamError,
+    answer: Option<Box<AddedBuyer>>,
 }
 
 /// One buyer entry to send: a student in a subscription, for these videos.
@@ -353,11 +398,24 @@ pub fn push(
         entry.videos.push(p.video_id);
     }
     warnings.dedup();
+    // Recorded as sent before anything is sent, so that a crash mid-push cannot leave
+    // a buyer on Boomstream that no later removal would know of.
+    db.execute(&[Statement::with_params(
+        "UPDATE grants SET boomstream_attempted_at = ?1 WHERE boomstream_confirmed_at IS NULL \
+         AND (?2 = 0 OR user_id = ?2) AND user_id IN \
+         (SELECT id FROM users WHERE disabled_at IS NULL AND access_code IS NOT NULL AND email IS NOT NULL)",
+        vec![now.into(), opts.only_user.unwrap_or(0).into()],
+    )])?;
     let mut stopped: Option<String> = None;
     // The same refusal for several buyers in a row is about the account or the
     // subscription, not the buyers: stop after IDENTICAL_FAILURES_STOP of them.
     let mut last_refusal: Option<(String, u32)> = None;
     for ((user_id, subscription, _), entry) in entries {
+        if statements.len() >= FLUSH_EVERY {
+            for batch in crate::d1::batches(std::mem::take(&mut statements))? {
+                db.execute(&batch)?;
+            }
+        }
         let Entry {
             videos,
             confirmed,
@@ -367,7 +425,8 @@ pub fn push(
             // A stopped re-check leaves confirmed grants as they were: an outage says
             // nothing about them.
             if !confirmed {
-                statements.push(mark(user_id, &videos, now, Some(reason), None));
+                let code = p.access_code.as_deref().unwrap_or_default();
+                statements.push(mark(user_id, code, &videos, now, Some(reason), None));
                 summary.failed += 1;
             }
             continue;
@@ -377,6 +436,7 @@ pub fn push(
             // player links stay plain (no pre-authorisation) until an admin adds one.
             statements.push(mark(
                 user_id,
+                p.access_code.as_deref().unwrap_or_default(),
                 &videos,
                 now,
                 Some("no e-mail: Boomstream needs one"),
@@ -403,7 +463,8 @@ pub fn push(
         };
         match add_and_check(client, &buyer, now) {
             Ok(Added::Confirmed { answer, repaired }) => {
-                statements.push(mark(user_id, &videos, now, None, Some(&answer)));
+                statements.push(mark(user_id, code, &videos, now, None, Some(&answer)));
+                statements.push(raced_removal(user_id, code, &videos[0]));
                 summary.pushed += 1;
                 summary.repaired += u64::from(repaired);
                 last_refusal = None;
@@ -411,6 +472,7 @@ pub fn push(
             Ok(Added::OtherCode(answer)) => {
                 statements.push(mark(
                     user_id,
+                    code,
                     &videos,
                     now,
                     Some("Boomstream kept another access code"),
@@ -419,10 +481,11 @@ pub fn push(
                 summary.failed += 1;
             }
             Ok(Added::Unusable { answer, why }) => {
-                statements.push(mark(user_id, &videos, now, Some(&why), Some(&answer)));
+                statements.push(mark(user_id, code, &videos, now, Some(&why), Some(&answer)));
+                statements.push(raced_removal(user_id, code, &videos[0]));
                 summary.failed += 1;
             }
-            Err(e) => {
+            Err(Failure { error: e, answer }) => {
                 let message = e.to_string();
                 let repeated = match (&e, &mut last_refusal) {
                     (BoomstreamError::Failed { .. }, Some((last, n))) if *last == message => {
@@ -446,9 +509,17 @@ pub fn push(
                     ));
                     stopped = Some(message.clone());
                 }
-                // An outage during a re-check says nothing about a confirmed grant.
-                if !(confirmed && e.is_systemic()) {
-                    statements.push(mark(user_id, &videos, now, Some(&message), None));
+                // An outage during a re-check says nothing about a confirmed grant,
+                // unless Boomstream had just said the buyer cannot watch.
+                if answer.is_some() || !(confirmed && e.is_systemic()) {
+                    statements.push(mark(
+                        user_id,
+                        code,
+                        &videos,
+                        now,
+                        Some(&message),
+                        answer.as_deref(),
+                    ));
                 }
                 summary.failed += 1;
             }
@@ -543,7 +614,9 @@ struct Removal {
     access_code: String,
     video_id: String,
     attempts: i64,
-    /// The student exists, is enabled and still has this access code.
+    /// The student exists and still has this access code.
+    same_code: bool,
+    /// … and is enabled.
     active: bool,
 }
 
@@ -565,9 +638,10 @@ pub fn remove_pending(
     loop {
         let rows = db.query(&Statement::with_params(
             "SELECT r.id, r.user_id, r.access_code, r.video_id, r.attempts, \
+             (u.id IS NOT NULL AND u.access_code = r.access_code) AS same_code, \
              (u.id IS NOT NULL AND u.disabled_at IS NULL AND u.access_code = r.access_code) AS active \
              FROM boomstream_removals r LEFT JOIN users u ON u.id = r.user_id \
-             WHERE r.done_at IS NULL AND r.id > ?1 AND (?2 = 0 OR r.user_id = ?2) \
+             WHERE r.done_at IS NULL AND r.access_code IS NOT NULL AND r.id > ?1 AND (?2 = 0 OR r.user_id = ?2) \
              ORDER BY r.id LIMIT ?3",
             vec![after.into(), only_user.unwrap_or(0).into(), PAGE.into()],
         ))?;
@@ -586,6 +660,7 @@ pub fn remove_pending(
                     access_code,
                     video_id,
                     attempts: row_int(r, "attempts").unwrap_or(0),
+                    same_code: row_int(r, "same_code").unwrap_or(0) != 0,
                     active: row_int(r, "active").unwrap_or(0) != 0,
                 });
             }
@@ -594,32 +669,26 @@ pub fn remove_pending(
             break;
         }
     }
+    // Settled: the code is not kept once Boomstream has let go of it (or never will).
     let settle = |ids: &[i64], outcome: &str, error: Option<&str>| {
-        let mut params: Vec<SqlValue> =
-            vec![now.into(), outcome.into(), error.map(str::to_owned).into()];
-        params.extend(ids.iter().map(|id| SqlValue::from(*id)));
-        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("?{}", i + 4)).collect();
         Statement::with_params(
-            format!(
-                "UPDATE boomstream_removals SET done_at = ?1, attempted_at = ?1, outcome = ?2, \
-                 last_error = coalesce(?3, last_error) WHERE id IN ({})",
-                placeholders.join(", ")
-            ),
-            params,
+            "UPDATE boomstream_removals SET done_at = ?1, attempted_at = ?1, outcome = ?2, \
+             last_error = coalesce(?3, last_error), access_code = NULL \
+             WHERE id IN (SELECT value FROM json_each(?4))",
+            vec![
+                now.into(),
+                outcome.into(),
+                error.map(str::to_owned).into(),
+                json_list(ids),
+            ],
         )
     };
     // A removal left for the next run, with its refusals so far and the last error.
     let waiting = |ids: &[i64], error: &str, attempts: i64| {
-        let mut params: Vec<SqlValue> = vec![now.into(), error.into(), attempts.into()];
-        params.extend(ids.iter().map(|id| SqlValue::from(*id)));
-        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("?{}", i + 4)).collect();
         Statement::with_params(
-            format!(
-                "UPDATE boomstream_removals SET attempted_at = ?1, last_error = ?2, attempts = ?3 \
-                 WHERE id IN ({})",
-                placeholders.join(", ")
-            ),
-            params,
+            "UPDATE boomstream_removals SET attempted_at = ?1, last_error = ?2, attempts = ?3 \
+             WHERE id IN (SELECT value FROM json_each(?4))",
+            vec![now.into(), error.into(), attempts.into(), json_list(ids)],
         )
     };
     let mut statements = Vec::new();
@@ -648,6 +717,7 @@ pub fn remove_pending(
     for ((user_id, code, subscription), rows) in groups {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let active = rows.iter().any(|r| r.active);
+        let same_code = rows.iter().any(|r| r.same_code);
         let same_subscription: Vec<&str> = config
             .videos
             .iter()
@@ -655,17 +725,19 @@ pub fn remove_pending(
             .map(|v| v.id.as_str())
             .collect();
         let in_subscription = |head: &str| {
-            let placeholders: Vec<String> = (0..same_subscription.len())
-                .map(|i| format!("?{}", i + 2))
-                .collect();
-            let mut params: Vec<SqlValue> = vec![user_id.into()];
-            params.extend(same_subscription.iter().map(|v| SqlValue::from(*v)));
             Statement::with_params(
                 format!(
-                    "{head} WHERE user_id = ?1 AND video_id IN ({})",
-                    placeholders.join(", ")
+                    "{head} WHERE user_id = ?1 AND video_id IN (SELECT value FROM json_each(?2))"
                 ),
-                params,
+                vec![user_id.into(), json_list(&same_subscription)],
+            )
+        };
+        // Removing a buyer takes the whole entry: what D1 still grants in this
+        // subscription is added back by the push that follows (re-adding is harmless).
+        let add_back = || {
+            in_subscription(
+                "UPDATE grants SET boomstream_confirmed_at = NULL, \
+                 boomstream_error = 'to be added again after a removal'",
             )
         };
         let kind = config
@@ -687,11 +759,13 @@ pub fn remove_pending(
                 statements.push(settle(&ids, "removed", None));
                 summary.removed += 1;
                 if active {
-                    // Removing a buyer takes the whole entry: what D1 still grants in
-                    // this subscription is added back by the push that follows.
+                    statements.push(add_back());
+                } else if same_code {
+                    // A disabled student: nothing of theirs is on Boomstream any more
+                    // (enabling them sends it all again).
                     statements.push(in_subscription(
                         "UPDATE grants SET boomstream_confirmed_at = NULL, \
-                         boomstream_error = 'to be added again after a removal'",
+                         boomstream_attempted_at = NULL, boomstream_error = 'account disabled'",
                     ));
                 }
             }
@@ -710,6 +784,11 @@ pub fn remove_pending(
             Err(e) => {
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
                 let message = e.to_string();
+                if active {
+                    // An earlier attempt may have removed the buyer after all (a lost
+                    // answer): what the student still has is sent again.
+                    statements.push(add_back());
+                }
                 if attempts >= MAX_REMOVAL_REFUSALS {
                     warnings.push(format!(
                         "Boomstream refused {attempts} times to remove user {user_id} from subscription {subscription} ({message}); given up: remove the buyer in Boomstream's dashboard"
@@ -754,4 +833,20 @@ pub fn settle(
     )?;
     push(db, client, config, opts, now, &mut summary, warnings)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A subscription of any size fits D1's 100-parameter limit: lists are one JSON
+    /// parameter.
+    #[test]
+    fn long_video_lists_are_one_parameter() {
+        let videos: Vec<String> = (0..150).map(|i| format!("video-{i}")).collect();
+        let answer = AddedBuyer::default();
+        let statement = mark(1, "code", &videos, 2, None, Some(&answer));
+        assert_eq!(statement.params.len(), 7);
+        assert!(crate::d1::batches(vec![statement]).is_ok());
+    }
 }
