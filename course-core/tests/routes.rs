@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 
 use course_core::app::{
     App, COOKIE_LOCAL, COOKIE_SECURE, FailureWindow, LANG_COOKIE, LinkIntent, LinkOutcome,
-    LoginAttempt, LoginUser, NewSession, ProgressInfo, Settings, Store, StoreError, StoredSession,
-    TelegramAccount, VideoAccess,
+    LoginAttempt, LoginUser, NewSession, ProgressInfo, SessionLoad, SessionWant, Settings, Store,
+    StoreError, StoredSession, TelegramAccount, TelegramUse, VideoAccess,
 };
 use course_core::http::{
     Body, MAX_FIELD_BYTES, MAX_FORM_BYTES, Method, Request, Response, encode_component,
@@ -256,7 +256,82 @@ impl MemStore {
             expires_at,
             verified_hash: None,
             verified_telegram: None,
+            replaces: None,
+            release: None,
         });
+    }
+
+    fn session_row(&self, row_key: &str) -> Option<StoredSession> {
+        let rows = self.sessions.borrow();
+        let users = self.users.borrow();
+        rows.iter().find(|r| r.row_key == row_key).and_then(|r| {
+            let user = users.iter().find(|u| u.id == r.user_id)?;
+            Some(StoredSession {
+                user_id: r.user_id,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                link_intent: self
+                    .intents
+                    .borrow()
+                    .iter()
+                    .find(|(k, _)| *k == r.row_key)
+                    .map(|(_, i)| i.clone()),
+                user_name: user.name.to_owned(),
+                user_disabled: user.disabled,
+                telegram_id: user.telegram_id,
+                has_password: user.password_hash.is_some(),
+                access_code: self
+                    .access_codes
+                    .borrow()
+                    .iter()
+                    .find(|(id, _)| *id == user.id)
+                    .map(|(_, code)| code.clone()),
+            })
+        })
+    }
+
+    fn account_by_telegram(&self, telegram_id: i64) -> Option<TelegramAccount> {
+        self.users
+            .borrow()
+            .iter()
+            .find(|u| u.telegram_id == Some(telegram_id))
+            .map(|u| TelegramAccount {
+                id: u.id,
+                disabled: u.disabled,
+            })
+    }
+
+    /// As `release_login`'s statements.
+    fn release(&self, forget: &[String], uncount: &[String]) {
+        let mut windows = self.failures.borrow_mut();
+        windows.retain(|w| !forget.contains(&w.key));
+        for key in uncount {
+            if let Some(w) = windows.iter_mut().find(|w| &w.key == key) {
+                w.failures -= 1;
+            }
+        }
+        windows.retain(|w| w.failures > 0);
+    }
+
+    fn progress_of(&self, user_id: i64) -> Option<ProgressInfo> {
+        self.progress
+            .borrow()
+            .iter()
+            .find(|(user, _)| *user == user_id)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn videos_of(&self, user_id: i64) -> Vec<VideoAccess> {
+        self.videos
+            .iter()
+            .map(|v| VideoAccess {
+                id: v.id.to_owned(),
+                title: v.title.to_owned(),
+                media_code: v.media_code.to_owned(),
+                granted: v.granted_to.contains(&user_id),
+                boomstream_confirmed: self.confirmed.borrow().contains(&(user_id, v.id)),
+            })
+            .collect()
     }
 
     fn set_row_expiry(&self, row_key: &str, expires_at: i64) {
@@ -301,15 +376,7 @@ impl Store for MemStore {
     ) -> Result<Option<TelegramAccount>, StoreError> {
         yield_once().await;
         self.op("user_by_telegram")?;
-        Ok(self
-            .users
-            .borrow()
-            .iter()
-            .find(|u| u.telegram_id == Some(telegram_id))
-            .map(|u| TelegramAccount {
-                id: u.id,
-                disabled: u.disabled,
-            }))
+        Ok(self.account_by_telegram(telegram_id))
     }
 
     async fn set_password_hash(
@@ -336,6 +403,14 @@ impl Store for MemStore {
         if let Some(change) = self.before_create_session.borrow_mut().take() {
             change(self);
         }
+        // The batch: give back the reservation, end the replaced session, prune, insert.
+        if let Some((forget, uncount)) = &session.release {
+            self.release(forget, uncount);
+        }
+        if let Some(old) = &session.replaces {
+            self.intents.borrow_mut().retain(|(k, _)| k != old);
+            self.sessions.borrow_mut().retain(|r| &r.row_key != old);
+        }
         let mut rows = self.sessions.borrow_mut();
         rows.retain(|r| r.expires_at > session.created_at);
         // As D1's `INSERT … SELECT … WHERE EXISTS (enabled user [with the verified hash])`.
@@ -361,49 +436,40 @@ impl Store for MemStore {
         Ok(true)
     }
 
-    async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError> {
+    async fn load_session(
+        &self,
+        row_key: &str,
+        want: &SessionWant,
+    ) -> Result<Option<SessionLoad>, StoreError> {
         yield_once().await;
-        self.op("session")?;
-        let rows = self.sessions.borrow();
-        let users = self.users.borrow();
-        Ok(rows.iter().find(|r| r.row_key == row_key).and_then(|r| {
-            let user = users.iter().find(|u| u.id == r.user_id)?;
-            Some(StoredSession {
-                user_id: r.user_id,
-                created_at: r.created_at,
-                expires_at: r.expires_at,
-                link_intent: self
-                    .intents
-                    .borrow()
-                    .iter()
-                    .find(|(k, _)| *k == r.row_key)
-                    .map(|(_, i)| i.clone()),
-                user_name: user.name.to_owned(),
-                user_disabled: user.disabled,
-                telegram_id: user.telegram_id,
-                has_password: user.password_hash.is_some(),
-                access_code: self
-                    .access_codes
-                    .borrow()
-                    .iter()
-                    .find(|(id, _)| *id == user.id)
-                    .map(|(_, code)| code.clone()),
-            })
+        self.op("load_session")?;
+        // As D1's batch: the reads, then the renewal's `UPDATE … WHERE` (still valid).
+        let Some(session) = self.session_row(row_key) else {
+            return Ok(None);
+        };
+        let renewed_to = want
+            .renew
+            .as_ref()
+            .filter(|r| r.applies_to(&session))
+            .map(|r| {
+                let expires_at = r.expires_at(session.created_at);
+                self.set_row_expiry(row_key, expires_at);
+                expires_at
+            });
+        Ok(Some(SessionLoad {
+            videos: if want.videos {
+                self.videos_of(session.user_id)
+            } else {
+                Vec::new()
+            },
+            progress: if want.progress {
+                self.progress_of(session.user_id)
+            } else {
+                None
+            },
+            renewed_to,
+            session,
         }))
-    }
-
-    async fn extend_session(&self, row_key: &str, expires_at: i64) -> Result<(), StoreError> {
-        yield_once().await;
-        self.op("extend_session")?;
-        if let Some(r) = self
-            .sessions
-            .borrow_mut()
-            .iter_mut()
-            .find(|r| r.row_key == row_key)
-        {
-            r.expires_at = expires_at;
-        }
-        Ok(())
     }
 
     async fn start_link(&self, row_key: &str, intent: &LinkIntent) -> Result<(), StoreError> {
@@ -432,49 +498,27 @@ impl Store for MemStore {
         Ok(())
     }
 
-    async fn progress_for(&self, user_id: i64) -> Result<Option<ProgressInfo>, StoreError> {
-        yield_once().await;
-        self.op("progress_for")?;
-        Ok(self
-            .progress
-            .borrow()
-            .iter()
-            .find(|(user, _)| *user == user_id)
-            .map(|(_, p)| p.clone()))
-    }
-
-    async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError> {
-        yield_once().await;
-        self.op("videos_for")?;
-        Ok(self
-            .videos
-            .iter()
-            .map(|v| VideoAccess {
-                id: v.id.to_owned(),
-                title: v.title.to_owned(),
-                media_code: v.media_code.to_owned(),
-                granted: v.granted_to.contains(&user_id),
-                boomstream_confirmed: self.confirmed.borrow().contains(&(user_id, v.id)),
-            })
-            .collect())
-    }
-
     async fn consume_telegram_hash(
         &self,
         hash: &str,
         expires_at: i64,
         now: i64,
-    ) -> Result<bool, StoreError> {
+        telegram_id: i64,
+    ) -> Result<TelegramUse, StoreError> {
         yield_once().await;
         self.op("consume_telegram_hash")?;
         let mut used = self.telegram_hashes.borrow_mut();
-        // DELETE ... WHERE expires_at <= now; INSERT ... ON CONFLICT DO NOTHING RETURNING.
+        // DELETE ... WHERE expires_at <= now; INSERT ... ON CONFLICT DO NOTHING RETURNING;
+        // SELECT the account: one batch.
         used.retain(|(_, until)| *until > now);
-        if used.iter().any(|(h, _)| h == hash) {
-            return Ok(false);
+        let fresh = !used.iter().any(|(h, _)| h == hash);
+        if fresh {
+            used.push((hash.to_owned(), expires_at));
         }
-        used.push((hash.to_owned(), expires_at));
-        Ok(true)
+        Ok(TelegramUse {
+            fresh,
+            account: self.account_by_telegram(telegram_id),
+        })
     }
 
     async fn link_telegram(
@@ -574,14 +618,7 @@ impl Store for MemStore {
     async fn release_login(&self, forget: &[String], uncount: &[String]) -> Result<(), StoreError> {
         yield_once().await;
         self.op("release_login")?;
-        let mut windows = self.failures.borrow_mut();
-        windows.retain(|w| !forget.contains(&w.key));
-        for key in uncount {
-            if let Some(w) = windows.iter_mut().find(|w| &w.key == key) {
-                w.failures -= 1;
-            }
-        }
-        windows.retain(|w| w.failures > 0);
+        self.release(forget, uncount);
         Ok(())
     }
 }
@@ -715,6 +752,21 @@ impl Site {
 
     fn me(&self, cookie: &str) -> Response {
         self.handle(&with_cookie(get("/me"), cookie))
+    }
+
+    /// A GET of `path` signed in with `cookie`.
+    fn get_with(&self, cookie: &str, path: &str) -> Response {
+        self.handle(&with_cookie(get(path), cookie))
+    }
+
+    /// The store calls (each one D1 round trip) that `request` makes.
+    fn round_trips(
+        &self,
+        request: impl FnOnce(&Self) -> Response,
+    ) -> (Response, Vec<&'static str>) {
+        let before = self.store.call_count();
+        let resp = request(self);
+        (resp, self.store.calls.borrow()[before..].to_vec())
     }
 
     /// The /me page, which must be served.
@@ -1657,19 +1709,28 @@ fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_used() {
 }
 
 #[test]
-fn failed_renewal_is_logged_and_the_page_still_served() {
+fn the_renewal_rides_in_the_same_round_trip_as_the_reads() {
     let site = Site::new();
     let cookie = site.signed_in();
-    site.store.fail_only("extend_session");
     site.now.set(NOW + 2 * HOUR);
+    let before = site.store.call_count();
     let resp = site.me(&cookie);
     assert_eq!(resp.status, 200);
-    assert_no_cookie(&resp);
-    assert_eq!(site.store.rows()[0].expires_at, NOW + TTL);
     assert_eq!(
-        site.logs(),
-        ["session renewal not saved: simulated failure in extend_session"]
+        site.store.call_count() - before,
+        1,
+        "{:?}",
+        site.store.calls.borrow()
     );
+    session_cookie(&resp, COOKIE_SECURE, SECURE_ATTRS, TTL);
+    assert_eq!(site.store.rows()[0].expires_at, NOW + 2 * HOUR + TTL);
+    // The round trip failing is the database failing: 503, and nothing renewed.
+    site.now.set(NOW + 4 * HOUR);
+    site.store.fail_only("load_session");
+    let resp = site.me(&cookie);
+    assert_eq!(resp.status, 503);
+    assert_no_cookie(&resp);
+    assert_eq!(site.store.rows()[0].expires_at, NOW + 2 * HOUR + TTL);
 }
 
 #[test]
@@ -2136,18 +2197,21 @@ fn each_failing_query_is_503_never_500() {
         ("reserve_login", |site, _| site.login(ANNA, PASSWORD)),
         ("start_link", |site, cookie| site.start_link(cookie)),
         ("create_session", |site, _| site.login(ANNA, PASSWORD)),
-        ("session", |site, cookie| site.me(cookie)),
-        ("videos_for", |site, cookie| site.me(cookie)),
+        ("load_session", |site, cookie| site.me(cookie)),
+        ("load_session", |site, cookie| {
+            site.get_with(cookie, "/me/videos/intro")
+        }),
         ("consume_telegram_hash", |site, _| {
             site.telegram(&payload(TG_NO_PASSWORD, NOW))
         }),
-        ("user_by_telegram", |site, _| {
-            site.telegram(&payload(TG_NO_PASSWORD, NOW))
+        ("user_by_telegram", |site, cookie| {
+            assert_redirect(&site.start_link(cookie), START_LINKED);
+            site.telegram_as(cookie, &payload(TG_FREE, NOW))
         }),
         ("create_session", |site, _| {
             site.telegram(&payload(TG_NO_PASSWORD, NOW))
         }),
-        ("session", |site, cookie| {
+        ("load_session", |site, cookie| {
             site.telegram_as(cookie, &payload(TG_FREE, NOW))
         }),
         ("link_telegram", |site, cookie| {
@@ -2158,7 +2222,7 @@ fn each_failing_query_is_503_never_500() {
             assert_redirect(&site.start_link(cookie), START_LINKED);
             site.confirm_link(cookie, &payload(TG_FREE, NOW))
         }),
-        ("session", |site, cookie| site.unlink(cookie)),
+        ("load_session", |site, cookie| site.unlink(cookie)),
         ("unlink_telegram", |site, cookie| site.unlink(cookie)),
     ];
     for (op, request) in cases {
@@ -2180,7 +2244,7 @@ fn secrets_never_reach_the_log() {
     let session_id = claims_of(KEY_A, &cookie).session_id;
     let telegram_payload = payload(TG_NO_PASSWORD, NOW + 2 * HOUR);
     let telegram_hash = telegram_payload.rsplit("hash=").next().unwrap().to_owned();
-    for op in ["extend_session", "set_password_hash", "release_login"] {
+    for op in ["set_password_hash", "release_login"] {
         site.store.fail_only(op);
     }
     site.now.set(NOW + 2 * HOUR);
@@ -2193,7 +2257,7 @@ fn secrets_never_reach_the_log() {
     site.telegram(&telegram_payload);
     site.keys = Err(SessionKeys::from_secrets(Some(SHORT_KEY), None).unwrap_err());
     site.login(ANNA, PASSWORD);
-    assert!(site.logs().len() >= 7, "{:?}", site.logs());
+    assert!(site.logs().len() >= 5, "{:?}", site.logs());
     site.assert_logs_omit(&[
         PASSWORD,
         "wrong password",
@@ -2477,8 +2541,14 @@ fn throttle_store_failures_only_log_when_writing() {
     site.store.fail_only("release_login");
     site.fail_login(None, ANNA);
     assert!(site.logs().is_empty());
-    // The right password: the reservation cannot be given back, the login goes on.
+    // The right password gives the reservation back in the session's batch: no
+    // release of its own.
     assert_eq!(site.login(ANNA, PASSWORD).status, 303);
+    assert!(!site.store.called("release_login"));
+    assert!(site.logs().is_empty());
+    // A disabled account's right password: released by itself; that failing is
+    // logged, and the answer stays 403.
+    assert_page(&site.login(DISABLED, PASSWORD), 403, ACCOUNT_DISABLED);
     assert_eq!(
         site.logs(),
         ["login attempt not released: simulated failure in release_login"]
@@ -3191,7 +3261,7 @@ fn me_shows_the_progress_of_the_last_sync() {
     assert!(body.contains("Пройдено заданий: 2 из 4."), "{body}");
     assert!(body.contains("Следующее видео — «Финал»: осталось решить заданий: 2."));
     assert!(body.contains("Данные синхронизации от 2026-11-25 13:23 UTC."));
-    site.store.fail_only("progress_for");
+    site.store.fail_only("load_session");
     assert_eq!(site.me(&cookie).status, 503);
 }
 
@@ -3277,4 +3347,45 @@ fn a_video_open_to_everyone_needs_no_grant_row() {
     );
     let page = site.handle(&with_cookie(get("/me/videos/intro"), &cookie));
     assert_eq!(page.status, 200);
+}
+
+/// Each store call is one D1 round trip (a query or a batch): the pages students open
+/// most stay within their budget, whatever the state of the session.
+#[test]
+fn routes_stay_within_their_round_trip_budgets() {
+    let site = Site::with_telegram();
+    let cookie = site.signed_in();
+    let budgets: [(&str, i64, usize, Action); 6] = [
+        ("/me", 0, 1, |site, cookie| site.me(cookie)),
+        ("/me, renewal due", 2 * HOUR, 1, |site, cookie| {
+            site.me(cookie)
+        }),
+        ("/me/videos/<id>", 0, 1, |site, cookie| {
+            site.get_with(cookie, "/me/videos/intro")
+        }),
+        (
+            "/me/videos/<id>, renewal due",
+            4 * HOUR,
+            1,
+            |site, cookie| site.get_with(cookie, "/me/videos/final"),
+        ),
+        ("POST /login", 0, 2, |site, _| site.login(ANNA, PASSWORD)),
+        ("Telegram callback", 0, 2, |site, _| {
+            site.telegram(&payload(TG_NO_PASSWORD, NOW))
+        }),
+    ];
+    for (route, later, budget, request) in budgets {
+        site.now.set(NOW + later);
+        let (resp, calls) = site.round_trips(|site| request(site, &cookie));
+        assert!(resp.status < 500, "{route}: {resp:?}");
+        eprintln!("{route}: {} round trip(s): {calls:?}", calls.len());
+        assert!(
+            calls.len() <= budget,
+            "{route}: {calls:?} over its budget of {budget}"
+        );
+    }
+    let (resp, calls) =
+        site.round_trips(|site| site.handle(&with_cookie(post("/logout", &[]), &cookie)));
+    assert_eq!(resp.status, 303);
+    assert_eq!(calls, ["delete_session"], "POST /logout");
 }

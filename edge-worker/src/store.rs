@@ -3,7 +3,8 @@
 
 use course_core::app::{
     FailureWindow, LinkIntent, LinkKind, LinkOutcome, LoginAttempt, LoginUser, NewSession,
-    ProgressInfo, Store, StoreError, StoredSession, TelegramAccount, VideoAccess,
+    ProgressInfo, SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount,
+    TelegramUse, VideoAccess,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -68,6 +69,11 @@ struct ProgressRow {
 }
 
 #[derive(Deserialize)]
+struct ExpiryRow {
+    expires_at: i64,
+}
+
+#[derive(Deserialize)]
 struct FailureRow {
     key: String,
     window_start: i64,
@@ -121,19 +127,6 @@ impl D1Store {
         args: &[JsValue],
     ) -> Result<Option<T>, StoreError> {
         self.statement(sql, args)?.first(None).await.map_err(err)
-    }
-
-    async fn all<T: DeserializeOwned>(
-        &self,
-        sql: &str,
-        args: &[JsValue],
-    ) -> Result<Vec<T>, StoreError> {
-        self.statement(sql, args)?
-            .all()
-            .await
-            .map_err(err)?
-            .results()
-            .map_err(err)
     }
 
     async fn batch(&self, statements: Vec<D1PreparedStatement>) -> Result<(), StoreError> {
@@ -210,26 +203,122 @@ impl Store for D1Store {
                 s.verified_telegram.map_or(JsValue::NULL, num),
             ],
         )?;
-        let results = self.batch_results(vec![prune, insert]).await?;
-        let inserted = match results.get(1) {
+        // One batch: the login's reservation given back, the replaced session ended,
+        // expired ones dropped, the new one inserted (last: its result is read).
+        let mut statements = match &s.release {
+            Some((forget, uncount)) => self.release_statements(forget, uncount)?,
+            None => Vec::new(),
+        };
+        if let Some(old) = &s.replaces {
+            statements.push(
+                self.statement("DELETE FROM sessions WHERE id = ?1", &[old.as_str().into()])?,
+            );
+        }
+        statements.push(prune);
+        statements.push(insert);
+        let results = self.batch_results(statements).await?;
+        let inserted = match results.last() {
             Some(r) => r.results::<KeyRow>().map_err(err)?.len(),
             None => return Err(StoreError("D1 batch returned no result".into())),
         };
         Ok(inserted == 1)
     }
 
-    async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError> {
-        let row: Option<SessionRow> = self
-            .first(
-                "SELECT s.user_id, s.created_at, s.expires_at, s.link_intent, s.link_intent_expires_at, \
-                 COALESCE(NULLIF(TRIM(u.name), ''), u.email, 'Студент') AS user_name, \
-                 u.disabled_at IS NOT NULL AS user_disabled, u.telegram_id, \
-                 u.password_hash IS NOT NULL AS has_password, u.access_code \
-                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
+    async fn load_session(
+        &self,
+        row_key: &str,
+        want: &SessionWant,
+    ) -> Result<Option<SessionLoad>, StoreError> {
+        // One batch, one round trip: the reads (each through the session's user), then
+        // the renewal's write, applied only to a row that is still valid.
+        let mut statements = vec![self.statement(
+            "SELECT s.user_id, s.created_at, s.expires_at, s.link_intent, s.link_intent_expires_at, \
+             COALESCE(NULLIF(TRIM(u.name), ''), u.email, 'Студент') AS user_name, \
+             u.disabled_at IS NOT NULL AS user_disabled, u.telegram_id, \
+             u.password_hash IS NOT NULL AS has_password, u.access_code \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
+            &[row_key.into()],
+        )?];
+        if want.videos {
+            statements.push(self.statement(
+                "SELECT v.id, v.title, v.media_code, g.user_id IS NOT NULL AS granted, \
+                 g.boomstream_confirmed_at IS NOT NULL AS confirmed \
+                 FROM videos v LEFT JOIN grants g ON g.video_id = v.id \
+                 AND g.user_id = (SELECT user_id FROM sessions WHERE id = ?1) \
+                 ORDER BY v.position, v.id",
                 &[row_key.into()],
-            )
-            .await?;
-        Ok(row.map(|r| StoredSession {
+            )?);
+        }
+        if want.progress {
+            statements.push(self.statement(
+                "SELECT p.steps_passed, p.steps_total, p.next_video_id, p.next_missing, p.updated_at \
+                 FROM sessions s JOIN users u ON u.id = s.user_id \
+                 JOIN learner_progress p ON p.stepik_user_id = u.stepik_user_id WHERE s.id = ?1",
+                &[row_key.into()],
+            )?);
+        }
+        if let Some(r) = &want.renew {
+            // The conditions of `Renewal::applies_to`, in SQL.
+            statements.push(self.statement(
+                "UPDATE sessions SET expires_at = min(?2 + ?3, created_at + ?4) \
+                 WHERE id = ?1 AND user_id = ?5 AND expires_at > ?2 AND created_at + ?4 > ?2 \
+                 AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
+                 AND (?6 = 1 OR min(?2 + ?3, created_at + ?4) > expires_at) \
+                 RETURNING expires_at",
+                &[
+                    row_key.into(),
+                    num(r.now),
+                    num(r.ttl_secs),
+                    num(r.max_secs),
+                    num(r.user_id),
+                    num(i64::from(r.force)),
+                ],
+            )?);
+        }
+        let results = self.batch_results(statements).await?;
+        let mut results = results.into_iter();
+        let mut next = || {
+            results
+                .next()
+                .ok_or_else(|| StoreError("D1 batch returned too few results".into()))
+        };
+        let rows: Vec<SessionRow> = next()?.results().map_err(err)?;
+        let Some(r) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let videos = if want.videos {
+            let rows: Vec<VideoRow> = next()?.results().map_err(err)?;
+            rows.into_iter()
+                .map(|r| VideoAccess {
+                    id: r.id,
+                    title: r.title,
+                    media_code: r.media_code,
+                    granted: r.granted != 0,
+                    boomstream_confirmed: r.confirmed != 0,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let progress = if want.progress {
+            let rows: Vec<ProgressRow> = next()?.results().map_err(err)?;
+            rows.into_iter().next().map(|r| ProgressInfo {
+                steps_passed: r.steps_passed,
+                steps_total: r.steps_total,
+                next_video_id: r.next_video_id,
+                next_missing: r.next_missing,
+                updated_at: r.updated_at,
+            })
+        } else {
+            None
+        };
+        let renewed_to = if want.renew.is_some() {
+            let rows: Vec<ExpiryRow> = next()?.results().map_err(err)?;
+            rows.into_iter().next().map(|r| r.expires_at)
+        } else {
+            None
+        };
+        let session = StoredSession {
             user_id: r.user_id,
             created_at: r.created_at,
             expires_at: r.expires_at,
@@ -245,15 +334,13 @@ impl Store for D1Store {
             telegram_id: r.telegram_id,
             has_password: r.has_password != 0,
             access_code: r.access_code,
+        };
+        Ok(Some(SessionLoad {
+            session,
+            videos,
+            progress,
+            renewed_to,
         }))
-    }
-
-    async fn extend_session(&self, row_key: &str, expires_at: i64) -> Result<(), StoreError> {
-        self.run(
-            "UPDATE sessions SET expires_at = ?2 WHERE id = ?1",
-            &[row_key.into(), num(expires_at)],
-        )
-        .await
     }
 
     async fn start_link(&self, row_key: &str, intent: &LinkIntent) -> Result<(), StoreError> {
@@ -273,66 +360,39 @@ impl Store for D1Store {
             .await
     }
 
-    async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError> {
-        let rows: Vec<VideoRow> = self
-            .all(
-                "SELECT v.id, v.title, v.media_code, g.user_id IS NOT NULL AS granted, \
-                 g.boomstream_confirmed_at IS NOT NULL AS confirmed \
-                 FROM videos v LEFT JOIN grants g ON g.video_id = v.id AND g.user_id = ?1 \
-                 ORDER BY v.position, v.id",
-                &[num(user_id)],
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| VideoAccess {
-                id: r.id,
-                title: r.title,
-                media_code: r.media_code,
-                granted: r.granted != 0,
-                boomstream_confirmed: r.confirmed != 0,
-            })
-            .collect())
-    }
-
-    async fn progress_for(&self, user_id: i64) -> Result<Option<ProgressInfo>, StoreError> {
-        let row: Option<ProgressRow> = self
-            .first(
-                "SELECT p.steps_passed, p.steps_total, p.next_video_id, p.next_missing, p.updated_at \
-                 FROM users u JOIN learner_progress p ON p.stepik_user_id = u.stepik_user_id WHERE u.id = ?1",
-                &[num(user_id)],
-            )
-            .await?;
-        Ok(row.map(|r| ProgressInfo {
-            steps_passed: r.steps_passed,
-            steps_total: r.steps_total,
-            next_video_id: r.next_video_id,
-            next_missing: r.next_missing,
-            updated_at: r.updated_at,
-        }))
-    }
-
     async fn consume_telegram_hash(
         &self,
         hash: &str,
         expires_at: i64,
         now: i64,
-    ) -> Result<bool, StoreError> {
+        telegram_id: i64,
+    ) -> Result<TelegramUse, StoreError> {
         let prune = self.statement(
             "DELETE FROM telegram_logins WHERE expires_at <= ?1",
             &[num(now)],
+        )?;
+        let account = self.statement(
+            "SELECT id, disabled_at IS NOT NULL AS disabled FROM users WHERE telegram_id = ?1",
+            &[num(telegram_id)],
         )?;
         let insert = self.statement(
             "INSERT INTO telegram_logins (hash, expires_at) VALUES (?1, ?2) \
              ON CONFLICT (hash) DO NOTHING RETURNING hash",
             &[hash.into(), num(expires_at)],
         )?;
-        let results = self.batch_results(vec![prune, insert]).await?;
-        let inserted: Vec<HashRow> = match results.get(1) {
-            Some(r) => r.results().map_err(err)?,
-            None => return Err(StoreError("D1 batch returned no result".into())),
+        let results = self.batch_results(vec![prune, insert, account]).await?;
+        let (Some(inserted), Some(account)) = (results.get(1), results.get(2)) else {
+            return Err(StoreError("D1 batch returned too few results".into()));
         };
-        Ok(!inserted.is_empty())
+        let inserted: Vec<HashRow> = inserted.results().map_err(err)?;
+        let account: Vec<TelegramRow> = account.results().map_err(err)?;
+        Ok(TelegramUse {
+            fresh: !inserted.is_empty(),
+            account: account.into_iter().next().map(|r| TelegramAccount {
+                id: r.id,
+                disabled: r.disabled != 0,
+            }),
+        })
     }
 
     async fn end_link(&self, row_key: &str) -> Result<(), StoreError> {
@@ -431,6 +491,21 @@ impl Store for D1Store {
     }
 
     async fn release_login(&self, forget: &[String], uncount: &[String]) -> Result<(), StoreError> {
+        let statements = self.release_statements(forget, uncount)?;
+        if statements.is_empty() {
+            return Ok(());
+        }
+        self.batch(statements).await
+    }
+}
+
+impl D1Store {
+    /// The statements of [`Store::release_login`].
+    fn release_statements(
+        &self,
+        forget: &[String],
+        uncount: &[String],
+    ) -> Result<Vec<D1PreparedStatement>, StoreError> {
         let mut statements = Vec::new();
         for key in forget {
             statements.push(self.statement(
@@ -449,9 +524,6 @@ impl Store for D1Store {
                 &[key.as_str().into()],
             )?);
         }
-        if statements.is_empty() {
-            return Ok(());
-        }
-        self.batch(statements).await
+        Ok(statements)
     }
 }

@@ -186,15 +186,12 @@ impl<S: Store> Handler<'_, '_, S> {
             return again(401, &self.t("login.failed"));
         };
         // The right password: the account's count starts over; the address's loses
-        // this attempt.
-        if let Err(e) = self
-            .store
-            .release_login(std::slice::from_ref(&account_key), &keys[1..])
-            .await
-        {
-            (self.log)(&format!("login attempt not released: {e}"));
-        }
+        // this attempt (in the session's batch below, or here for a disabled account).
+        let release = (vec![account_key.clone()], keys[1..].to_vec());
         if user.disabled {
+            if let Err(e) = self.store.release_login(&release.0, &release.1).await {
+                (self.log)(&format!("login attempt not released: {e}"));
+            }
             // Only someone who knows the password learns that the account is disabled.
             return again(403, &self.t("login.disabled"));
         }
@@ -220,6 +217,7 @@ impl<S: Store> Handler<'_, '_, S> {
             user.id,
             AuthMethod::Password,
             super::Verified::Password(&current_hash),
+            Some(release),
             next.as_deref().unwrap_or("/me"),
         )
         .await

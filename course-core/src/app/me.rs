@@ -1,23 +1,23 @@
 //! The student's page.
 
-use super::{BOOMSTREAM_PLAYER, Handler, ProgressInfo, Store, VideoAccess};
+use super::{BOOMSTREAM_PLAYER, Handler, ProgressInfo, SessionWant, Store, VideoAccess};
 use crate::http::{self, Request, Response};
 use crate::pages::{ErrorView, MeView, ProgressView, VideoItem, VideoView};
 
 impl<S: Store> Handler<'_, '_, S> {
     pub(super) async fn me(&self, req: &Request) -> Response {
-        let current = match self.require_session(req, "/me").await {
+        // One round trip: the session, the videos and the progress together.
+        let want = SessionWant {
+            videos: true,
+            progress: true,
+            renew: None,
+        };
+        let mut current = match self.require_session(req, "/me", want).await {
             Ok(c) => c,
             Err(resp) => return resp,
         };
-        let videos = match self.store.videos_for(current.claims.user_id).await {
-            Ok(v) => v,
-            Err(e) => return self.unavailable(&e),
-        };
-        let progress = match self.store.progress_for(current.claims.user_id).await {
-            Ok(p) => p,
-            Err(e) => return self.unavailable(&e),
-        };
+        let videos = std::mem::take(&mut current.videos);
+        let progress = current.progress.take();
         let titles: std::collections::HashMap<String, String> = videos
             .iter()
             .map(|v| (v.id.clone(), v.title.clone()))
@@ -68,14 +68,15 @@ impl<S: Store> Handler<'_, '_, S> {
     /// for a locked one; 404 for an unknown id.
     pub(super) async fn video(&self, req: &Request, id: &str) -> Response {
         let back = format!("/me/videos/{}", http::encode_component(id));
-        let current = match self.require_session(req, &back).await {
+        let want = SessionWant {
+            videos: true,
+            ..SessionWant::default()
+        };
+        let mut current = match self.require_session(req, &back, want).await {
             Ok(c) => c,
             Err(resp) => return resp,
         };
-        let videos = match self.store.videos_for(current.claims.user_id).await {
-            Ok(v) => v,
-            Err(e) => return self.unavailable(&e),
-        };
+        let videos = std::mem::take(&mut current.videos);
         let Some(video) = videos.into_iter().find(|v| v.id == id) else {
             return super::with_renewal(self.not_found(), &current);
         };

@@ -49,6 +49,9 @@ pub struct App<'a, S: Store> {
 struct Current {
     claims: SessionClaims,
     row: StoredSession,
+    /// What the page asked for with the session ([`SessionWant`]).
+    videos: Vec<VideoAccess>,
+    progress: Option<ProgressInfo>,
     /// A renewed cookie to send, when the session slid forward.
     renewed: Option<String>,
 }
@@ -241,6 +244,7 @@ impl<S: Store> Handler<'_, '_, S> {
         user_id: i64,
         method: AuthMethod,
         verified: Verified<'_>,
+        release: Option<(Vec<String>, Vec<String>)>,
         location: &str,
     ) -> Option<Response> {
         let (keys, settings) = match self.ready() {
@@ -276,14 +280,13 @@ impl<S: Store> Handler<'_, '_, S> {
                 Verified::Telegram(id) => Some(id),
                 Verified::Password(_) => None,
             },
+            // Ends the session this browser had, in the same batch.
+            replaces: req
+                .cookie(cookie_name(req))
+                .and_then(|v| keys.verify(v, i64::MIN))
+                .map(|old| old.claims.row_key()),
+            release,
         };
-        if let Some(old) = req
-            .cookie(cookie_name(req))
-            .and_then(|v| keys.verify(v, i64::MIN))
-            && let Err(e) = self.store.delete_session(&old.claims.row_key()).await
-        {
-            (self.log)(&format!("replaced session not deleted: {e}"));
-        }
         match self.store.create_session(&row).await {
             Ok(true) => {}
             Ok(false) => return None,
@@ -295,7 +298,13 @@ impl<S: Store> Handler<'_, '_, S> {
         ))
     }
 
-    async fn check_session(&self, req: &Request) -> Result<SessionCheck, Response> {
+    /// The session the cookie names, read with what `want` asks for (its `renew` is
+    /// filled in here) in one round trip.
+    async fn check_session(
+        &self,
+        req: &Request,
+        mut want: SessionWant,
+    ) -> Result<SessionCheck, Response> {
         let Some(value) = req.cookie(cookie_name(req)) else {
             return Ok(SessionCheck::Absent);
         };
@@ -304,11 +313,25 @@ impl<S: Store> Handler<'_, '_, S> {
             return Ok(SessionCheck::Invalid);
         };
         let row_key = verified.claims.row_key();
-        let row = match self.store.session(&row_key).await {
-            Ok(Some(row)) => row,
+        // Slides at most hourly, never past the absolute end; a cookie signed under the
+        // previous key is re-signed under the current one whenever it is seen. Whether
+        // it is due is known from the cookie; the store applies it in the same batch as
+        // the reads, only to a row that is still valid.
+        if verified.needs_resigning || self.now - verified.claims.issued_at >= RENEW_AFTER_SECS {
+            want.renew = Some(Renewal {
+                user_id: verified.claims.user_id,
+                now: self.now,
+                ttl_secs: settings.session_ttl_secs,
+                max_secs: settings.session_max_secs,
+                force: verified.needs_resigning,
+            });
+        }
+        let load = match self.store.load_session(&row_key, &want).await {
+            Ok(Some(load)) => load,
             Ok(None) => return Ok(SessionCheck::Invalid),
             Err(e) => return Err(self.unavailable(&e)),
         };
+        let row = load.session;
         // Over when idle too long, when older than the absolute lifetime however often it
         // was used, or when the account is disabled.
         let ends_at = row.created_at.saturating_add(settings.session_max_secs);
@@ -320,37 +343,28 @@ impl<S: Store> Handler<'_, '_, S> {
             return Ok(SessionCheck::Invalid);
         }
         let mut claims = verified.claims;
-        let mut renewed = None;
-        let expires_at = (self.now + settings.session_ttl_secs).min(ends_at);
-        // Slides at most hourly, never past the absolute end; a cookie signed under the
-        // previous key is re-signed under the current one whenever it is seen.
-        if verified.needs_resigning
-            || (self.now - claims.issued_at >= RENEW_AFTER_SECS && expires_at > row.expires_at)
-        {
-            match self.store.extend_session(&row_key, expires_at).await {
-                Ok(()) => {
-                    claims.issued_at = self.now;
-                    claims.expires_at = expires_at;
-                    renewed = Some(cookie_header(
-                        req,
-                        &keys.sign(&claims),
-                        expires_at - self.now,
-                    ));
-                }
-                // Renewal is a convenience: the session is still valid without it.
-                Err(e) => (self.log)(&format!("session renewal not saved: {e}")),
-            }
-        }
+        let renewed = load.renewed_to.map(|expires_at| {
+            claims.issued_at = self.now;
+            claims.expires_at = expires_at;
+            cookie_header(req, &keys.sign(&claims), expires_at - self.now)
+        });
         Ok(SessionCheck::Valid(Box::new(Current {
             claims,
             row,
+            videos: load.videos,
+            progress: load.progress,
             renewed,
         })))
     }
 
     /// The signed-in student, or the response that sends them to the login page.
-    async fn require_session(&self, req: &Request, back_to: &str) -> Result<Current, Response> {
-        match self.check_session(req).await? {
+    async fn require_session(
+        &self,
+        req: &Request,
+        back_to: &str,
+        want: SessionWant,
+    ) -> Result<Current, Response> {
+        match self.check_session(req, want).await? {
             SessionCheck::Valid(c) => Ok(*c),
             check => {
                 let to_login = self.to_login(back_to);

@@ -114,6 +114,11 @@ pub struct NewSession {
     /// For a Telegram sign-in, the Telegram id verified: stored only while the account
     /// still has it (an unlink meanwhile wins).
     pub verified_telegram: Option<i64>,
+    /// The session this browser had before (its row key), deleted in the same batch.
+    pub replaces: Option<String>,
+    /// A password attempt's reservation given back in the same batch (see
+    /// [`Store::release_login`]): `(forget, uncount)`.
+    pub release: Option<(Vec<String>, Vec<String>)>,
 }
 
 /// A video and whether this student may watch it.
@@ -167,6 +172,71 @@ pub struct LoginAttempt {
     pub user: Option<LoginUser>,
 }
 
+/// What a signed-in page reads with its session, in the same round trip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionWant {
+    /// Every video in course order, with this student's grants.
+    pub videos: bool,
+    /// The student's Stepik progress.
+    pub progress: bool,
+    /// The sliding renewal, when the cookie says it is due.
+    pub renew: Option<Renewal>,
+}
+
+/// A sliding renewal, applied by the store only while the row is still valid: it is
+/// `user_id`'s, not expired by `now`, younger than `max_secs`, its account enabled;
+/// and the new expiry, `min(now + ttl_secs, created_at + max_secs)`, is later than the
+/// stored one (or `force`: a cookie to re-sign under the current key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    pub user_id: i64,
+    pub now: i64,
+    pub ttl_secs: i64,
+    pub max_secs: i64,
+    pub force: bool,
+}
+
+impl Renewal {
+    /// The new expiry for a row created at `created_at`.
+    pub fn expires_at(&self, created_at: i64) -> i64 {
+        self.now
+            .saturating_add(self.ttl_secs)
+            .min(created_at.saturating_add(self.max_secs))
+    }
+
+    /// Whether the renewal applies to `row` (as the store's `UPDATE … WHERE` decides).
+    pub fn applies_to(&self, row: &StoredSession) -> bool {
+        let ends_at = row.created_at.saturating_add(self.max_secs);
+        row.user_id == self.user_id
+            && row.expires_at > self.now
+            && ends_at > self.now
+            && !row.user_disabled
+            && (self.force || self.expires_at(row.created_at) > row.expires_at)
+    }
+}
+
+/// A session with what its page asked for ([`SessionWant`]).
+#[derive(Debug, Clone)]
+pub struct SessionLoad {
+    /// The row and its user as they were before any renewal.
+    pub session: StoredSession,
+    /// With [`SessionWant::videos`]; empty otherwise.
+    pub videos: Vec<VideoAccess>,
+    /// With [`SessionWant::progress`], when the student is linked and synced.
+    pub progress: Option<ProgressInfo>,
+    /// The new expiry, when the renewal was applied.
+    pub renewed_to: Option<i64>,
+}
+
+/// A Telegram payload used up, and the account its id belongs to.
+#[derive(Debug, Clone)]
+pub struct TelegramUse {
+    /// False when the payload had been used before (a replay).
+    pub fresh: bool,
+    /// The account linked to the payload's Telegram id, if any.
+    pub account: Option<TelegramAccount>,
+}
+
 /// The outcome of linking a Telegram account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkOutcome {
@@ -192,15 +262,18 @@ pub trait Store {
         old: &str,
         new: &str,
     ) -> Result<bool, StoreError>;
-    /// Stores a new session, dropping sessions that have expired by `session.created_at`,
-    /// in one batch; only while its account is enabled and still has
+    /// Stores a new session, dropping sessions that have expired by `session.created_at`
+    /// and the one it replaces, and giving back a login's reservation, in one batch; only while its account is enabled and still has
     /// `session.verified_hash` / `verified_telegram` (when given). False when refused
     /// (nothing stored).
     async fn create_session(&self, session: &NewSession) -> Result<bool, StoreError>;
-    /// The session row with this key and its user.
-    async fn session(&self, row_key: &str) -> Result<Option<StoredSession>, StoreError>;
-    /// Moves a session's expiry.
-    async fn extend_session(&self, row_key: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// The session row with this key and its user, with what `want` asks for, in one
+    /// round trip (one D1 batch): the reads, and the renewal's conditional write.
+    async fn load_session(
+        &self,
+        row_key: &str,
+        want: &SessionWant,
+    ) -> Result<Option<SessionLoad>, StoreError>;
     /// Records on a session that its student asked to link `intent.kind` (replacing any
     /// earlier intent).
     async fn start_link(&self, row_key: &str, intent: &LinkIntent) -> Result<(), StoreError>;
@@ -208,18 +281,16 @@ pub trait Store {
     async fn end_link(&self, row_key: &str) -> Result<(), StoreError>;
     /// Deletes a session (logout).
     async fn delete_session(&self, row_key: &str) -> Result<(), StoreError>;
-    /// All videos in course order, with whether this user has a grant.
-    async fn videos_for(&self, user_id: i64) -> Result<Vec<VideoAccess>, StoreError>;
-    /// The user's Stepik progress from the last sync, if they are linked and synced.
-    async fn progress_for(&self, user_id: i64) -> Result<Option<ProgressInfo>, StoreError>;
-    /// Records a Telegram payload hash as used until `expires_at`; false when it was
-    /// already recorded (a replay). Also forgets hashes that have expired by `now`.
+    /// Records a Telegram payload hash as used until `expires_at` (`fresh` false when it
+    /// was already recorded: a replay), forgetting hashes that have expired by `now`, and
+    /// reads the account linked to `telegram_id`, in one batch.
     async fn consume_telegram_hash(
         &self,
         hash: &str,
         expires_at: i64,
         now: i64,
-    ) -> Result<bool, StoreError>;
+        telegram_id: i64,
+    ) -> Result<TelegramUse, StoreError>;
     /// Links a Telegram id to an account unless another account has it, and ends the
     /// session's link intent (`row_key`) either way.
     async fn link_telegram(

@@ -2,7 +2,8 @@
 //! development page that signs a payload with the local bot token.
 
 use super::{
-    Current, Handler, LinkIntent, LinkKind, LinkOutcome, SessionCheck, Store, with_renewal,
+    Current, Handler, LinkIntent, LinkKind, LinkOutcome, SessionCheck, SessionWant, Store,
+    TelegramAccount, with_renewal,
 };
 use crate::http::{self, Request, Response};
 use crate::pages::LinkTelegramView;
@@ -46,19 +47,23 @@ impl<S: Store> Handler<'_, '_, S> {
         })
     }
 
-    /// Verifies a widget payload and uses it up, so that it works once.
-    async fn accept_telegram(&self, payload: &str) -> Result<TelegramLogin, Response> {
+    /// Verifies a widget payload and uses it up, so that it works once; with the
+    /// account its Telegram id belongs to (read in the same round trip).
+    async fn accept_telegram(
+        &self,
+        payload: &str,
+    ) -> Result<(TelegramLogin, Option<TelegramAccount>), Response> {
         let login = self.verify_telegram(payload)?;
         let max_age = self.ready()?.1.telegram_max_age_secs;
         // Remembered for as long as the payload would be fresh anyway.
         let keep_until = login.auth_date + max_age + telegram::MAX_FUTURE_SECS;
         match self
             .store
-            .consume_telegram_hash(&login.hash, keep_until, self.now)
+            .consume_telegram_hash(&login.hash, keep_until, self.now, login.id)
             .await
         {
-            Ok(true) => Ok(login),
-            Ok(false) => Err(self.telegram_invalid()),
+            Ok(used) if used.fresh => Ok((login, used.account)),
+            Ok(_) => Err(self.telegram_invalid()),
             Err(e) => Err(self.unavailable(&e)),
         }
     }
@@ -70,31 +75,31 @@ impl<S: Store> Handler<'_, '_, S> {
         // browser with a payload of its own, so it only ever shows a confirmation, and
         // only while the student's intent is pending; linking waits for a same-origin
         // POST from that page.
-        match self.check_session(req).await {
+        match self.check_session(req, SessionWant::default()).await {
             Ok(SessionCheck::Valid(current)) => return self.confirm_link(&current, payload).await,
             Ok(_) => {}
             Err(resp) => return resp,
         }
-        let login = match self.accept_telegram(payload).await {
-            Ok(login) => login,
+        let (login, account) = match self.accept_telegram(payload).await {
+            Ok(accepted) => accepted,
             Err(resp) => return resp,
         };
-        match self.store.user_by_telegram(login.id).await {
-            Ok(Some(account)) if !account.disabled => {
+        match account {
+            Some(account) if !account.disabled => {
                 // Refused when the account was disabled or unlinked in the meantime.
                 self.start_session(
                     req,
                     account.id,
                     AuthMethod::Telegram,
                     super::Verified::Telegram(login.id),
+                    None,
                     "/me",
                 )
                 .await
                 .unwrap_or_else(|| self.error_page(403, "disabled"))
             }
-            Ok(Some(_)) => self.error_page(403, "disabled"),
-            Ok(None) => self.error_page(403, "telegram_not_linked"),
-            Err(e) => self.unavailable(&e),
+            Some(_) => self.error_page(403, "disabled"),
+            None => self.error_page(403, "telegram_not_linked"),
         }
     }
 
@@ -110,7 +115,7 @@ impl<S: Store> Handler<'_, '_, S> {
         if !current.row.intends(LinkKind::Telegram, self.now) {
             return with_renewal(self.error_page(403, "telegram_link_not_started"), current);
         }
-        if let Some(refusal) = self.link_refusal(current, login.id).await {
+        if let Some(refusal) = self.link_refusal(current, login.id, None).await {
             return refusal;
         }
         let view = LinkTelegramView {
@@ -126,8 +131,14 @@ impl<S: Store> Handler<'_, '_, S> {
         )
     }
 
-    /// Why this account cannot take this Telegram id, if it cannot.
-    async fn link_refusal(&self, current: &Current, telegram_id: i64) -> Option<Response> {
+    /// Why this account cannot take this Telegram id, if it cannot. `owner`: the
+    /// account that has the id, when already read (else it is looked up).
+    async fn link_refusal(
+        &self,
+        current: &Current,
+        telegram_id: i64,
+        owner: Option<Option<TelegramAccount>>,
+    ) -> Option<Response> {
         if current
             .row
             .telegram_id
@@ -135,7 +146,11 @@ impl<S: Store> Handler<'_, '_, S> {
         {
             return Some(self.error_page(409, "telegram_other_linked"));
         }
-        match self.store.user_by_telegram(telegram_id).await {
+        let owner = match owner {
+            Some(owner) => Ok(owner),
+            None => self.store.user_by_telegram(telegram_id).await,
+        };
+        match owner {
             Ok(Some(owner)) if owner.id != current.claims.user_id => Some(self.taken_by_other()),
             Ok(_) => None,
             Err(e) => Some(self.unavailable(&e)),
@@ -149,7 +164,10 @@ impl<S: Store> Handler<'_, '_, S> {
     /// `POST /me/telegram/start`: the student asks to link a Telegram account. Recorded
     /// on their session for [`LINK_INTENT_SECS`]; /me then shows the Telegram widget.
     pub(super) async fn start_telegram_link(&self, req: &Request) -> Response {
-        let current = match self.require_session(req, "/me").await {
+        let current = match self
+            .require_session(req, "/me", SessionWant::default())
+            .await
+        {
             Ok(c) => c,
             Err(resp) => return resp,
         };
@@ -174,7 +192,10 @@ impl<S: Store> Handler<'_, '_, S> {
     /// `POST /me/telegram/link`: the confirmed link (same-origin, checked like every
     /// POST), only while the intent started on /me is pending.
     pub(super) async fn link_telegram(&self, req: &Request) -> Response {
-        let current = match self.require_session(req, "/me").await {
+        let current = match self
+            .require_session(req, "/me", SessionWant::default())
+            .await
+        {
             Ok(c) => c,
             Err(resp) => return resp,
         };
@@ -208,8 +229,8 @@ impl<S: Store> Handler<'_, '_, S> {
         let fields = http::parse_form(req.header("content-type"), &req.body)
             .map_err(|e| self.bad_form(&e))?;
         let payload = http::field(&fields, "payload").unwrap_or("");
-        let login = self.accept_telegram(payload).await?;
-        if let Some(refusal) = self.link_refusal(current, login.id).await {
+        let (login, owner) = self.accept_telegram(payload).await?;
+        if let Some(refusal) = self.link_refusal(current, login.id, Some(owner)).await {
             return Err(refusal);
         }
         Ok(
@@ -234,7 +255,10 @@ impl<S: Store> Handler<'_, '_, S> {
     }
 
     pub(super) async fn unlink_telegram(&self, req: &Request) -> Response {
-        let current = match self.require_session(req, "/me").await {
+        let current = match self
+            .require_session(req, "/me", SessionWant::default())
+            .await
+        {
             Ok(c) => c,
             Err(resp) => return resp,
         };
