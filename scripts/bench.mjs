@@ -10,6 +10,18 @@ const js = readFileSync(join(ROOT, 'edge-worker/build/index.js'));
 const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
 console.log(`wasm: ${kb(wasm.length)} raw, ${kb(gzipSync(wasm, { level: 9 }).length)} gzip -9`);
 console.log(`js glue: ${kb(js.length)} raw, ${kb(gzipSync(js, { level: 9 }).length)} gzip -9`);
+{
+  // Cold start's share that is the wasm's: compiling the module in V8 (workerd's engine),
+  // as a new isolate does (Workers may cache the compiled code; this is the uncached cost).
+  const times = [];
+  for (let i = 0; i < 12; i++) {
+    const t0 = performance.now();
+    await WebAssembly.compile(wasm);
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  console.log(`wasm compile (V8, Node ${process.versions.node}): median ${times[6].toFixed(1)} ms, min ${times[0].toFixed(1)} ms of 12`);
+}
 
 const ROUNDS = Number(process.env.ROUNDS ?? 40);
 // Throttle limits raised so that repeated failures keep measuring the password check.

@@ -6,7 +6,7 @@ mod store;
 
 use std::sync::OnceLock;
 
-use course_core::app::{App, Settings};
+use course_core::app::{App, Settings, bookmark};
 use course_core::http::{self, Body, Method};
 use course_core::pages::Pages;
 use course_core::session::{KeyError, SessionKeys};
@@ -75,7 +75,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             return respond(course_core::app::site_broken(&core_req), method, &env, &url).await;
         }
     };
-    let store = store::D1Store::new(env.d1("DB"));
+    let store = store::D1Store::new(env.d1("DB"), bookmark::session_anchor(&core_req));
     let log = |line: &str| console_error!("{line}");
     let app = App {
         store: &store,
@@ -85,7 +85,19 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         now: (js_sys_now() / 1000.0) as i64,
         log: &log,
     };
-    let resp = app.handle(&core_req).await;
+    let mut resp = app.handle(&core_req).await;
+    // Read-your-writes wherever the next request is served: the session's bookmark (or,
+    // when D1 failed, none: the next request starts afresh).
+    let cookie = if resp.status == 503 {
+        bookmark::removal_for(&core_req)
+    } else {
+        store
+            .bookmark()
+            .and_then(|b| bookmark::cookie_for(&core_req, &b))
+    };
+    if let Some(cookie) = cookie {
+        resp.headers.push(("set-cookie".to_owned(), cookie));
+    }
     respond(resp, method, &env, &url).await
 }
 

@@ -9,10 +9,13 @@ use course_core::app::{
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement};
+use worker::{D1Database, D1DatabaseSession, D1PreparedStatement};
 
+/// The D1 binding, through one Sessions API session per request (see
+/// `course_core::app::bookmark`).
 pub(crate) struct D1Store {
     db: Result<D1Database, String>,
+    session: Option<D1DatabaseSession>,
 }
 
 fn num(n: i64) -> JsValue {
@@ -102,10 +105,23 @@ const END_INTENT: &str =
     "UPDATE sessions SET link_intent = NULL, link_intent_expires_at = NULL WHERE id = ?1";
 
 impl D1Store {
-    pub(crate) fn new(db: worker::Result<D1Database>) -> Self {
+    /// The store for one request, its D1 session started from `anchor` (a bookmark,
+    /// or a constraint). Without the Sessions API (an older runtime) it uses the
+    /// binding directly.
+    pub(crate) fn new(db: worker::Result<D1Database>, anchor: &str) -> Self {
+        let session = db
+            .as_ref()
+            .ok()
+            .and_then(|db| db.with_session(Some(anchor)).ok());
         D1Store {
             db: db.map_err(|e| format!("D1 binding DB: {e}")),
+            session,
         }
+    }
+
+    /// The session's latest bookmark, once a query has run.
+    pub(crate) fn bookmark(&self) -> Option<String> {
+        self.session.as_ref()?.get_bookmark().ok().flatten()
     }
 
     fn db(&self) -> Result<&D1Database, StoreError> {
@@ -113,7 +129,11 @@ impl D1Store {
     }
 
     fn statement(&self, sql: &str, args: &[JsValue]) -> Result<D1PreparedStatement, StoreError> {
-        self.db()?.prepare(sql).bind(args).map_err(err)
+        let prepared = match &self.session {
+            Some(session) => session.prepare(sql),
+            None => self.db()?.prepare(sql),
+        };
+        prepared.bind(args).map_err(err)
     }
 
     async fn run(&self, sql: &str, args: &[JsValue]) -> Result<(), StoreError> {
@@ -140,7 +160,10 @@ impl D1Store {
         &self,
         statements: Vec<D1PreparedStatement>,
     ) -> Result<Vec<worker::D1Result>, StoreError> {
-        self.db()?.batch(statements).await.map_err(err)
+        match &self.session {
+            Some(session) => session.batch(statements).await.map_err(err),
+            None => self.db()?.batch(statements).await.map_err(err),
+        }
     }
 }
 

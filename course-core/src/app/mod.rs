@@ -2,6 +2,7 @@
 //! sign-in, /me, logout. The worker supplies the store (D1), the clock and the
 //! request; tests supply their own.
 
+pub mod bookmark;
 mod login;
 mod me;
 mod settings;
