@@ -48,14 +48,15 @@ pub fn from_request(req: &Request) -> Option<&str> {
     plausible.then_some(value)
 }
 
-/// What to start the request's D1 session from: the student's bookmark; else
-/// "first-primary" for a write (POST) and "first-unconstrained" for a read.
+/// What to start the request's D1 session from. A write (POST) always starts at the
+/// primary, whatever its cookie says: its session check must see a logout, a
+/// sign-out-everywhere or a disable at once (a forged old bookmark would let a lagging
+/// replica answer it). A read starts from the student's bookmark, else anywhere.
 pub fn session_anchor(req: &Request) -> &str {
-    match from_request(req) {
-        Some(bookmark) => bookmark,
-        None if req.method == Method::Post => FIRST_PRIMARY,
-        None => FIRST_UNCONSTRAINED,
+    if req.method == Method::Post {
+        return FIRST_PRIMARY;
     }
+    from_request(req).unwrap_or(FIRST_UNCONSTRAINED)
 }
 
 /// The `Set-Cookie` value that hands `bookmark` back, or `None` when the request
@@ -129,14 +130,17 @@ mod tests {
             cookie,
             format!("__Host-d1={BOOKMARK}; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=86400")
         );
-        // … and the next request starts from it, read or write.
+        // … and the next read starts from it; a write starts at the primary whatever
+        // the cookie says.
         let header = format!("__Host-d1={BOOKMARK}");
-        for method in [Method::Get, Method::Post] {
-            assert_eq!(
-                session_anchor(&req(method, "https", Some(&header))),
-                BOOKMARK
-            );
-        }
+        assert_eq!(
+            session_anchor(&req(Method::Get, "https", Some(&header))),
+            BOOKMARK
+        );
+        assert_eq!(
+            session_anchor(&req(Method::Post, "https", Some(&header))),
+            FIRST_PRIMARY
+        );
         // The same bookmark again: nothing to send.
         assert_eq!(
             cookie_for(&req(Method::Get, "https", Some(&header)), BOOKMARK),
