@@ -8,6 +8,10 @@
 ALTER TABLE grants ADD COLUMN boomstream_access_expires TEXT;
 ALTER TABLE grants ADD COLUMN boomstream_recovery INTEGER;
 
+-- From here on `grants.boomstream_attempted_at` (0004) means "last sent to Boomstream"
+-- (written just before the request goes out, undone if the push stops before it does):
+-- removals are recorded only for grants that were sent.
+
 -- Buyer entries to remove from Boomstream, one row per grant whose access goes. A row
 -- is written in the same batch as the change that causes it (a disabled or deleted
 -- account, a removed grant, a rotated access code), so an outage of Boomstream, or a

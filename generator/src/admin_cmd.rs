@@ -229,9 +229,7 @@ fn settle_boomstream(db: &mut dyn D1, user: i64, config_path: &Path) -> Vec<Stri
         Ok(client) => client,
         Err(e) => return vec![format!("Boomstream: {e}; {later}")],
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = generator::sync::now();
     let mut warnings = Vec::new();
     let opts = PushOptions {
         recheck: false,

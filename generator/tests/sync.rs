@@ -1653,3 +1653,48 @@ fn a_student_disabled_while_the_push_runs_is_removed_afterwards() {
     assert!(!bs.can_watch(BOB_EMAIL, "M-intro", TODAY));
     assert!(bs.can_watch(ALICE_EMAIL, "M-intro", TODAY));
 }
+
+/// "Sent" means sent: grants of a student without an e-mail, and grants a push stopped
+/// before sending, leave nothing for a later removal to ask Boomstream about.
+#[test]
+fn grants_never_sent_are_never_removed() {
+    let bs = stand_in();
+    let mut db = seeded();
+    write(
+        &mut db,
+        &[
+            "INSERT INTO users (id, email, telegram_id, name) VALUES (5, NULL, 777, 'Telegram only')",
+        ],
+    );
+    let run = bs_sync(&bs, false, |_| {});
+    // Boomstream is down: the first entry (Alice's) is tried, the push stops, and the
+    // rest is never sent.
+    bs.state().down = true;
+    run.run_ok(&mut db);
+    // The Telegram-only student's manual grant (the videos exist now) cannot be sent.
+    write(
+        &mut db,
+        &["INSERT INTO grants (user_id, video_id, source) VALUES (5, 'intro', 'manual')"],
+    );
+    let summary = run.run_ok(&mut db);
+    assert!(summary.boomstream.failed > 0);
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM grants WHERE boomstream_attempted_at IS NOT NULL AND user_id <> 1"
+        ),
+        0,
+        "only the first entry tried (Alice's) counts as sent"
+    );
+    for who in [BOB_EMAIL, "id:5"] {
+        admin_users::set_disabled(&mut Target::Db(&mut db), &user(who), true).expect("disabled");
+    }
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM boomstream_removals WHERE user_id IN (2, 5)"
+        ),
+        0,
+        "nothing of theirs ever reached Boomstream"
+    );
+}

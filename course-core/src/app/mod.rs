@@ -335,12 +335,7 @@ impl<S: Store> Handler<'_, '_, S> {
         let row = load.session;
         // Over when idle too long, when older than the absolute lifetime however often it
         // was used, or when the account is disabled.
-        let ends_at = row.created_at.saturating_add(settings.session_max_secs);
-        if row.user_id != verified.claims.user_id
-            || row.expires_at <= self.now
-            || ends_at <= self.now
-            || row.user_disabled
-        {
+        if !row.valid_for(verified.claims.user_id, self.now, settings.session_max_secs) {
             return Ok(SessionCheck::Invalid);
         }
         let mut claims = verified.claims;

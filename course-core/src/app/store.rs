@@ -84,6 +84,15 @@ impl LinkKind {
 }
 
 impl StoredSession {
+    /// Whether the session still counts for `user_id` at `now`: theirs, not idle past
+    /// its expiry, younger than the absolute lifetime `max_secs`, its account enabled.
+    pub fn valid_for(&self, user_id: i64, now: i64, max_secs: i64) -> bool {
+        self.user_id == user_id
+            && self.expires_at > now
+            && self.created_at.saturating_add(max_secs) > now
+            && !self.user_disabled
+    }
+
     /// True while the student's intent to link `kind` (started on /me) is pending.
     pub fn intends(&self, kind: LinkKind, now: i64) -> bool {
         self.link_intent
@@ -204,13 +213,10 @@ impl Renewal {
             .min(created_at.saturating_add(self.max_secs))
     }
 
-    /// Whether the renewal applies to `row` (as the store's `UPDATE … WHERE` decides).
+    /// Whether the renewal applies to `row` (as the store's `UPDATE … WHERE` decides):
+    /// a session still valid that it moves forward.
     pub fn applies_to(&self, row: &StoredSession) -> bool {
-        let ends_at = row.created_at.saturating_add(self.max_secs);
-        row.user_id == self.user_id
-            && row.expires_at > self.now
-            && ends_at > self.now
-            && !row.user_disabled
+        row.valid_for(self.user_id, self.now, self.max_secs)
             && (self.force || self.expires_at(row.created_at) > row.expires_at)
     }
 }

@@ -89,6 +89,8 @@ struct Pending {
     name: String,
     access_code: Option<String>,
     confirmed: bool,
+    /// Whether it was ever sent to Boomstream (`boomstream_attempted_at`).
+    sent_before: bool,
 }
 
 /// Gives every student with a grant and no access code one (≥ 128 random bits). Codes
@@ -134,7 +136,8 @@ fn pending(db: &mut dyn D1, opts: PushOptions) -> Result<Vec<Pending>, D1Error> 
     loop {
         let rows = db.query(&Statement::with_params(
             "SELECT g.user_id, g.video_id, u.email, u.name, u.access_code, \
-             g.boomstream_confirmed_at IS NOT NULL AS confirmed FROM grants g \
+             g.boomstream_confirmed_at IS NOT NULL AS confirmed, \
+             g.boomstream_attempted_at IS NOT NULL AS sent_before FROM grants g \
              JOIN users u ON u.id = g.user_id \
              WHERE (g.boomstream_confirmed_at IS NULL OR ?4 = 1) AND u.disabled_at IS NULL \
              AND (?5 = 0 OR g.user_id = ?5) \
@@ -157,6 +160,7 @@ fn pending(db: &mut dyn D1, opts: PushOptions) -> Result<Vec<Pending>, D1Error> 
                 name: row_text(r, "name").unwrap_or_default(),
                 access_code: row_text(r, "access_code"),
                 confirmed: row_int(r, "confirmed").unwrap_or(0) != 0,
+                sent_before: row_int(r, "sent_before").unwrap_or(0) != 0,
             })
         }));
         // The next page starts after this page's last row, parsed or not.
@@ -179,43 +183,76 @@ fn json_list<T: Serialize>(items: &[T]) -> SqlValue {
 }
 
 /// Records a push's outcome for `videos` of `user_id`: confirmed (`error` none) or not,
-/// with what Boomstream said of the buyer's access when it answered.
+/// with what Boomstream said of the buyer's access when it answered. `sent`: whether a
+/// request went out (`boomstream_attempted_at` means "sent to Boomstream", which the
+/// removals rely on; a grant that was not sent keeps the value it had).
 fn mark(
     user_id: i64,
     code: &str,
     videos: &[String],
     now: i64,
+    sent: bool,
     error: Option<&str>,
     answer: Option<&AddedBuyer>,
 ) -> Statement {
     let mut params: Vec<SqlValue> = vec![
         user_id.into(),
-        now.into(),
         error.map(str::to_owned).into(),
         json_list(videos),
         code.into(),
     ];
-    // Without an answer, what Boomstream last said of the access stays.
-    let access = match answer {
-        Some(a) => {
-            params.push(a.access_expires.clone().into());
-            params.push(a.recovery.into());
-            ", boomstream_access_expires = ?6, boomstream_recovery = ?7"
+    let mut set = String::from("boomstream_error = ?2");
+    if sent {
+        params.push(now.into());
+        let n = params.len();
+        set.push_str(&format!(", boomstream_attempted_at = ?{n}"));
+        if error.is_none() {
+            set.push_str(&format!(", boomstream_confirmed_at = ?{n}"));
         }
-        None => "",
-    };
-    let confirmed = if error.is_none() { "?2" } else { "NULL" };
+    }
+    if error.is_some() {
+        set.push_str(", boomstream_confirmed_at = NULL");
+    }
+    // Without an answer, what Boomstream last said of the access stays.
+    if let Some(a) = answer {
+        params.push(a.access_expires.clone().into());
+        params.push(a.recovery.into());
+        let n = params.len();
+        set.push_str(&format!(
+            ", boomstream_access_expires = ?{}, boomstream_recovery = ?{n}",
+            n - 1
+        ));
+    }
     // Only while the student is still enabled with the code that was sent: a disable
     // or rotation during the push has recorded its removal, and what was sent is not
     // what they have now (see `raced_removal`).
     Statement::with_params(
         format!(
-            "UPDATE grants SET boomstream_confirmed_at = {confirmed}, boomstream_error = ?3, \
-             boomstream_attempted_at = ?2{access} WHERE user_id = ?1 \
-             AND video_id IN (SELECT value FROM json_each(?4)) \
-             AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND access_code = ?5)"
+            "UPDATE grants SET {set} WHERE user_id = ?1 \
+             AND video_id IN (SELECT value FROM json_each(?3)) \
+             AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND access_code = ?4)"
         ),
         params,
+    )
+}
+
+/// Records `grants` (`(user, video)`) as sent, before their requests go out, so that a
+/// crash mid-push cannot leave a buyer on Boomstream that no later removal knows of.
+fn mark_sending(grants: &[(i64, &str)], now: i64) -> Statement {
+    Statement::with_params(
+        "UPDATE grants SET boomstream_attempted_at = ?1 WHERE (user_id, video_id) IN \
+         (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2))",
+        vec![now.into(), json_list(grants)],
+    )
+}
+
+/// Undoes [`mark_sending`] for `videos` that were never sent before and, the push
+/// having stopped, were not sent now either.
+fn unmark_sending(user_id: i64, videos: &[String]) -> Statement {
+    Statement::with_params(
+        "UPDATE grants SET boomstream_attempted_at = NULL WHERE user_id = ?1 \
+         AND video_id IN (SELECT value FROM json_each(?2))",
+        vec![user_id.into(), json_list(videos)],
     )
 }
 
@@ -318,6 +355,8 @@ struct Failure {
 /// One buyer entry to send: a student in a subscription, for these videos.
 struct Entry {
     videos: Vec<String>,
+    /// Of those, the ones never sent to Boomstream before.
+    never_sent: Vec<String>,
     /// Whether every one of the videos was confirmed before (a re-check).
     confirmed: bool,
     grant: Pending,
@@ -391,142 +430,173 @@ pub fn push(
             .entry((p.user_id, subscription.to_owned(), per_video))
             .or_insert_with(|| Entry {
                 videos: Vec::new(),
+                never_sent: Vec::new(),
                 confirmed: true,
                 grant: p.clone(),
             });
         entry.confirmed &= p.confirmed;
+        if !p.sent_before {
+            entry.never_sent.push(p.video_id.clone());
+        }
         entry.videos.push(p.video_id);
     }
     warnings.dedup();
-    // Recorded as sent before anything is sent, so that a crash mid-push cannot leave
-    // a buyer on Boomstream that no later removal would know of.
-    db.execute(&[Statement::with_params(
-        "UPDATE grants SET boomstream_attempted_at = ?1 WHERE boomstream_confirmed_at IS NULL \
-         AND (?2 = 0 OR user_id = ?2) AND user_id IN \
-         (SELECT id FROM users WHERE disabled_at IS NULL AND access_code IS NOT NULL AND email IS NOT NULL)",
-        vec![now.into(), opts.only_user.unwrap_or(0).into()],
-    )])?;
     let mut stopped: Option<String> = None;
     // The same refusal for several buyers in a row is about the account or the
     // subscription, not the buyers: stop after IDENTICAL_FAILURES_STOP of them.
     let mut last_refusal: Option<(String, u32)> = None;
-    for ((user_id, subscription, _), entry) in entries {
-        if statements.len() >= FLUSH_EVERY {
-            for batch in crate::d1::batches(std::mem::take(&mut statements))? {
-                db.execute(&batch)?;
+    let entries: Vec<(Key, Entry)> = entries.into_iter().collect();
+    // A chunk at a time: its grants recorded as sent, its requests, its outcomes.
+    for chunk in entries.chunks(FLUSH_EVERY) {
+        let sendable = |e: &Entry| e.grant.email.is_some() && e.grant.access_code.is_some();
+        let premarked = stopped.is_none();
+        if premarked {
+            let grants: Vec<(i64, &str)> = chunk
+                .iter()
+                .filter(|(_, e)| sendable(e))
+                .flat_map(|((user, _, _), e)| e.videos.iter().map(move |v| (*user, v.as_str())))
+                .collect();
+            if !grants.is_empty() {
+                db.execute(&[mark_sending(&grants, now)])?;
             }
         }
-        let Entry {
-            videos,
-            confirmed,
-            grant: p,
-        } = entry;
-        if let Some(reason) = &stopped {
-            // A stopped re-check leaves confirmed grants as they were: an outage says
-            // nothing about them.
-            if !confirmed {
-                let code = p.access_code.as_deref().unwrap_or_default();
-                statements.push(mark(user_id, code, &videos, now, Some(reason), None));
-                summary.failed += 1;
+        for ((user_id, subscription, _), entry) in chunk {
+            let user_id = *user_id;
+            let Entry {
+                videos,
+                never_sent,
+                confirmed,
+                grant: p,
+            } = entry;
+            let confirmed = *confirmed;
+            let code = p.access_code.as_deref().unwrap_or_default();
+            if let Some(reason) = &stopped {
+                // Not sent after all: what was recorded as sending is undone.
+                if premarked && sendable(entry) && !never_sent.is_empty() {
+                    statements.push(unmark_sending(user_id, never_sent));
+                }
+                // A stopped re-check leaves confirmed grants as they were: an outage
+                // says nothing about them.
+                if !confirmed {
+                    statements.push(mark(user_id, code, videos, now, false, Some(reason), None));
+                    summary.failed += 1;
+                }
+                continue;
             }
-            continue;
-        }
-        let (Some(email), Some(code)) = (p.email.as_deref(), p.access_code.as_deref()) else {
-            // Telegram-only students have no e-mail, which Boomstream requires: their
-            // player links stay plain (no pre-authorisation) until an admin adds one.
-            statements.push(mark(
-                user_id,
-                p.access_code.as_deref().unwrap_or_default(),
-                &videos,
-                now,
-                Some("no e-mail: Boomstream needs one"),
-                None,
-            ));
-            summary.no_email += videos.len() as u64;
-            continue;
-        };
-        if confirmed {
-            summary.rechecked += 1;
-        }
-        let media = config
-            .videos
-            .iter()
-            .find(|v| v.id == videos[0])
-            .map_or("", |v| v.media_code.as_str());
-        let buyer = Buyer {
-            subscription: &subscription,
-            media,
-            email,
-            name: &p.name,
-            access_code: code,
-            access_expire,
-        };
-        match add_and_check(client, &buyer, now) {
-            Ok(Added::Confirmed { answer, repaired }) => {
-                statements.push(mark(user_id, code, &videos, now, None, Some(&answer)));
-                statements.push(raced_removal(user_id, code, &videos[0]));
-                summary.pushed += 1;
-                summary.repaired += u64::from(repaired);
-                last_refusal = None;
-            }
-            Ok(Added::OtherCode(answer)) => {
+            let (Some(email), Some(code)) = (p.email.as_deref(), p.access_code.as_deref()) else {
+                // Telegram-only students have no e-mail, which Boomstream requires: their
+                // player links stay plain (no pre-authorisation) until an admin adds one.
                 statements.push(mark(
                     user_id,
                     code,
-                    &videos,
+                    videos,
                     now,
-                    Some("Boomstream kept another access code"),
-                    Some(&answer),
+                    false,
+                    Some("no e-mail: Boomstream needs one"),
+                    None,
                 ));
-                summary.failed += 1;
+                summary.no_email += videos.len() as u64;
+                continue;
+            };
+            if confirmed {
+                summary.rechecked += 1;
             }
-            Ok(Added::Unusable { answer, why }) => {
-                statements.push(mark(user_id, code, &videos, now, Some(&why), Some(&answer)));
-                statements.push(raced_removal(user_id, code, &videos[0]));
-                summary.failed += 1;
-            }
-            Err(Failure { error: e, answer }) => {
-                let message = e.to_string();
-                let repeated = match (&e, &mut last_refusal) {
-                    (BoomstreamError::Failed { .. }, Some((last, n))) if *last == message => {
-                        *n += 1;
-                        *n
-                    }
-                    (BoomstreamError::Failed { .. }, _) => {
-                        last_refusal = Some((message.clone(), 1));
-                        1
-                    }
-                    _ => 0,
-                };
-                if repeated >= IDENTICAL_FAILURES_STOP {
-                    warnings.push(format!(
-                        "Boomstream: {message} for {repeated} buyers in a row; the push stops here, the other grants are pushed next run"
-                    ));
-                    stopped = Some(message.clone());
-                } else if e.is_systemic() {
-                    warnings.push(format!(
-                        "Boomstream: {message}; the other grants are pushed next run"
-                    ));
-                    stopped = Some(message.clone());
+            let media = config
+                .videos
+                .iter()
+                .find(|v| v.id == videos[0])
+                .map_or("", |v| v.media_code.as_str());
+            let buyer = Buyer {
+                subscription,
+                media,
+                email,
+                name: &p.name,
+                access_code: code,
+                access_expire,
+            };
+            match add_and_check(client, &buyer, now) {
+                Ok(Added::Confirmed { answer, repaired }) => {
+                    statements.push(mark(user_id, code, videos, now, true, None, Some(&answer)));
+                    statements.push(raced_removal(user_id, code, &videos[0]));
+                    summary.pushed += 1;
+                    summary.repaired += u64::from(repaired);
+                    last_refusal = None;
                 }
-                // An outage during a re-check says nothing about a confirmed grant,
-                // unless Boomstream had just said the buyer cannot watch.
-                if answer.is_some() || !(confirmed && e.is_systemic()) {
+                Ok(Added::OtherCode(answer)) => {
                     statements.push(mark(
                         user_id,
                         code,
-                        &videos,
+                        videos,
                         now,
-                        Some(&message),
-                        answer.as_deref(),
+                        true,
+                        Some("Boomstream kept another access code"),
+                        Some(&answer),
                     ));
+                    summary.failed += 1;
                 }
-                summary.failed += 1;
+                Ok(Added::Unusable { answer, why }) => {
+                    statements.push(mark(
+                        user_id,
+                        code,
+                        videos,
+                        now,
+                        true,
+                        Some(&why),
+                        Some(&answer),
+                    ));
+                    statements.push(raced_removal(user_id, code, &videos[0]));
+                    summary.failed += 1;
+                }
+                Err(Failure { error: e, answer }) => {
+                    let message = e.to_string();
+                    let repeated = match (&e, &mut last_refusal) {
+                        (BoomstreamError::Failed { .. }, Some((last, n))) if *last == message => {
+                            *n += 1;
+                            *n
+                        }
+                        (BoomstreamError::Failed { .. }, _) => {
+                            last_refusal = Some((message.clone(), 1));
+                            1
+                        }
+                        _ => 0,
+                    };
+                    if repeated >= IDENTICAL_FAILURES_STOP {
+                        warnings.push(format!(
+                        "Boomstream: {message} for {repeated} buyers in a row; the push stops here, the other grants are pushed next run"
+                    ));
+                        stopped = Some(message.clone());
+                    } else if e.is_systemic() {
+                        warnings.push(format!(
+                            "Boomstream: {message}; the other grants are pushed next run"
+                        ));
+                        stopped = Some(message.clone());
+                    }
+                    // An outage during a re-check says nothing about a confirmed grant,
+                    // unless Boomstream had just said the buyer cannot watch.
+                    if answer.is_some() || !(confirmed && e.is_systemic()) {
+                        // Anything but a call refused before it was made may have reached
+                        // Boomstream.
+                        let sent = !matches!(
+                            e,
+                            BoomstreamError::Invalid { .. } | BoomstreamError::Config(_)
+                        );
+                        statements.push(mark(
+                            user_id,
+                            code,
+                            videos,
+                            now,
+                            sent,
+                            Some(&message),
+                            answer.as_deref(),
+                        ));
+                    }
+                    summary.failed += 1;
+                }
             }
         }
-    }
-    for batch in crate::d1::batches(statements)? {
-        db.execute(&batch)?;
+        for batch in crate::d1::batches(std::mem::take(&mut statements))? {
+            db.execute(&batch)?;
+        }
     }
     let (requests, retries) = client.stats();
     summary.requests = requests;
@@ -845,7 +915,7 @@ mod tests {
     fn long_video_lists_are_one_parameter() {
         let videos: Vec<String> = (0..150).map(|i| format!("video-{i}")).collect();
         let answer = AddedBuyer::default();
-        let statement = mark(1, "code", &videos, 2, None, Some(&answer));
+        let statement = mark(1, "code", &videos, 2, true, None, Some(&answer));
         assert_eq!(statement.params.len(), 7);
         assert!(crate::d1::batches(vec![statement]).is_ok());
     }
