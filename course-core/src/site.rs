@@ -733,6 +733,24 @@ mod tests {
     }
 
     #[test]
+    fn the_access_expiry_must_be_a_date_and_defaults_far_ahead() {
+        let mut c = config("").unwrap();
+        assert_eq!(c.course.access_expire(), DEFAULT_ACCESS_EXPIRE);
+        for good in ["2031-06-30", "2031-06-30 23:59:59"] {
+            c.course.boomstream_access_expire = Some(good.into());
+            assert!(c.problems().is_empty(), "{good}: {:?}", c.problems());
+            assert_eq!(c.course.access_expire(), good);
+        }
+        c.course.boomstream_access_expire = Some("30.06.2031".into());
+        assert_eq!(
+            c.problems(),
+            [
+                "course.boomstream_access_expire: \"30.06.2031\" is not a date (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)"
+            ]
+        );
+    }
+
+    #[test]
     fn problems_name_the_key() {
         let v = |id: &str, unlock: &str| {
             format!(

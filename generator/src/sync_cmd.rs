@@ -20,6 +20,16 @@ fn env(name: &str) -> Option<String> {
 }
 
 pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
+    let boomstream = if args.demo {
+        None
+    } else {
+        generator::boomstream::BoomstreamConfig::from_env()
+    };
+    if args.recheck_boomstream && boomstream.is_none() {
+        bail!(
+            "--recheck-boomstream needs BOOMSTREAM_API_KEY (and is not for --demo): it asks Boomstream about every buyer"
+        );
+    }
     let config = site_files::load_config(&args.config)?;
     let config_dir = args.config.parent().unwrap_or(Path::new("."));
 
@@ -82,16 +92,6 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
         ),
     };
 
-    let boomstream = if args.demo {
-        None
-    } else {
-        generator::boomstream::BoomstreamConfig::from_env()
-    };
-    if args.recheck_boomstream && boomstream.is_none() {
-        bail!(
-            "--recheck-boomstream needs BOOMSTREAM_API_KEY (and is not for --demo): it asks Boomstream about every buyer"
-        );
-    }
     let on_terminal = std::io::stderr().is_terminal();
     let opts = SyncOptions {
         config,

@@ -684,6 +684,8 @@ fn generator(args: &[&str]) -> Output {
         "CLOUDFLARE_API_TOKEN",
         "CLOUDFLARE_D1_DATABASE_ID",
         "CLOUDFLARE_API_BASE_URL",
+        "BOOMSTREAM_API_KEY",
+        "BOOMSTREAM_API_URL",
     ] {
         command.env_remove(name);
     }
@@ -809,6 +811,23 @@ fn the_cli_names_the_missing_credentials() {
     assert_fails_saying(&local, &["STEPIK_CLIENT_ID", "--demo"]);
 
     assert!(!structure.exists() && !persist.exists());
+
+    // A re-check asks Boomstream about every buyer: without its key it is refused
+    // before anything runs.
+    let recheck = generator(
+        &[
+            &base[..],
+            &[
+                "local",
+                "--persist-to",
+                path_arg(&persist),
+                "--recheck-boomstream",
+            ],
+        ]
+        .concat(),
+    );
+    assert_fails_saying(&recheck, &["--recheck-boomstream needs BOOMSTREAM_API_KEY"]);
+    assert!(!persist.exists());
 }
 
 /// A stand-in for Boomstream's `ppv/addbuyer`: answers Success with the posted hash,
