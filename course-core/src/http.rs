@@ -72,6 +72,41 @@ impl Request {
         }
     }
 
+    /// A request for an absolute URL as the runtime serialises it (WHATWG form: the
+    /// host lower-cased and IDNA-encoded, a default port left out, no fragment), split
+    /// into scheme, host, port, path and query without a URL parser: the worker needs no
+    /// more, and the `url` crate with its Unicode tables costs the wasm tens of KiB.
+    /// `None` for anything that is not `scheme://authority/path?query` in that form.
+    pub fn for_url(method: Method, url: &str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+        let (authority, path_and_query) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        // User information never reaches a worker in practice; drop it if it does.
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        let (host, port) = match authority.rfind(':') {
+            // `[::1]` has colons of its own; a port follows only the closing bracket.
+            Some(i) if !authority[i..].contains(']') => {
+                let port = authority[i + 1..].parse::<u16>().ok()?;
+                (&authority[..i], Some(port))
+            }
+            _ => (authority, None),
+        };
+        if scheme.is_empty() || host.is_empty() {
+            return None;
+        }
+        let mut req = Request::new(method, path_and_query);
+        if !req.path.starts_with('/') {
+            req.path.insert(0, '/');
+        }
+        req.scheme = scheme.to_owned();
+        req.host = host.to_owned();
+        req.port = port;
+        Some(req)
+    }
+
     /// The first header with this (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -675,3 +675,62 @@ proptest! {
         prop_assert_eq!(keys().verify(got.unwrap(), now).map(|v| v.claims), Some(c));
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Request URLs: the worker's splitter agrees with a WHATWG URL parser
+// ---------------------------------------------------------------------------------
+
+/// URLs built from parts that a browser may send, serialised by the `url` crate the
+/// way the runtime serialises `request.url` (WHATWG): the splitter must read back the
+/// same scheme, host, port, path and query, and never panic on anything else.
+fn request_url() -> impl Strategy<Value = String> {
+    let host = prop_oneof![
+        Just("course.example.com".to_owned()),
+        Just("127.0.0.1".to_owned()),
+        Just("[::1]".to_owned()),
+        Just("LOCALHOST".to_owned()),
+        Just("xn--e1afmkfd.xn--p1ai".to_owned()),
+        Just("пример.рф".to_owned()),
+        "[a-z0-9-]{1,20}(\\.[a-z]{2,6}){0,2}",
+    ];
+    let port = prop_oneof![
+        Just(String::new()),
+        Just(":443".into()),
+        Just(":80".into()),
+        (1u16..).prop_map(|p| format!(":{p}"))
+    ];
+    let path = "(/[a-zA-Z0-9%._~!$&'()*+,;=:@ -]{0,12}){0,4}";
+    let query = prop_oneof![Just(String::new()), "\\?[a-zA-Z0-9%=&?/:@ -]{0,30}"];
+    let userinfo = prop_oneof![4 => Just(String::new()), 1 => Just("user:pass@".to_owned())];
+    (
+        prop_oneof![Just("https"), Just("http")],
+        userinfo,
+        host,
+        port,
+        path,
+        query,
+        prop_oneof![Just(""), Just("#frag")],
+    )
+        .prop_map(|(s, u, h, p, path, q, f)| format!("{s}://{u}{h}{p}{path}{q}{f}"))
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    #[test]
+    fn request_urls_split_like_a_whatwg_parser(raw in request_url()) {
+        let Ok(parsed) = url::Url::parse(&raw) else { return Ok(()) };
+        let serialised = parsed.as_str();
+        let req = Request::for_url(Method::Get, serialised).expect("a serialised URL splits");
+        prop_assert_eq!(&req.scheme, parsed.scheme());
+        prop_assert_eq!(Some(req.host.as_str()), parsed.host_str());
+        prop_assert_eq!(req.port, parsed.port());
+        prop_assert_eq!(&req.path, parsed.path());
+        prop_assert_eq!(req.query.as_deref(), parsed.query());
+    }
+
+    #[test]
+    fn request_url_splitter_never_panics(raw in arbitrary_text()) {
+        let _ = Request::for_url(Method::Get, &raw);
+    }
+}

@@ -35,7 +35,6 @@ fn setting(env: &Env, name: &str) -> Option<String> {
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let method = Method::parse(req.method().as_ref());
-    let url = req.url()?;
     let declared_length = req
         .headers()
         .get("content-length")?
@@ -48,20 +47,16 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Method::Post => read_body(&mut req, http::MAX_FORM_BYTES).await,
         _ => Vec::new(),
     };
-    let core_req = http::Request {
-        method,
-        scheme: url.scheme().to_owned(),
-        host: url.host_str().unwrap_or("").to_owned(),
-        port: url.port(),
-        path: url.path().to_owned(),
-        query: url.query().map(str::to_owned),
-        headers: req
-            .headers()
-            .entries()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect(),
-        body,
+    let Some(mut core_req) = http::Request::for_url(method, &req.inner().url()) else {
+        // The runtime always hands over an absolute URL; refuse anything else plainly.
+        return Response::error("Bad Request", 400);
     };
+    core_req.headers = req
+        .headers()
+        .entries()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    core_req.body = body;
 
     let keys = SessionKeys::from_secrets(
         setting(&env, "SECRET_KEY").as_deref(),
@@ -72,10 +67,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(p) => p,
         Err(e) => {
             console_error!("site configuration or templates are broken: {e}");
-            return respond(course_core::app::site_broken(&core_req), method, &env, &url).await;
+            return respond(course_core::app::site_broken(&core_req), &core_req, &env).await;
         }
     };
-    let store = store::D1Store::new(env.d1("DB"), bookmark::session_anchor(&core_req));
+    let replicated = settings.as_ref().is_ok_and(|s| s.d1_read_replication);
+    let store = store::D1Store::new(
+        env.d1("DB"),
+        replicated.then(|| bookmark::session_anchor(&core_req)),
+    );
     let log = |line: &str| console_error!("{line}");
     let app = App {
         store: &store,
@@ -98,7 +97,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if let Some(cookie) = cookie {
         resp.headers.push(("set-cookie".to_owned(), cookie));
     }
-    respond(resp, method, &env, &url).await
+    respond(resp, &core_req, &env).await
 }
 
 /// Reads a request body, but never more than `limit + 1` bytes: a body sent without
@@ -127,25 +126,16 @@ fn js_sys_now() -> f64 {
     worker::Date::now().as_millis() as f64
 }
 
-async fn respond(
-    resp: http::Response,
-    method: Method,
-    env: &Env,
-    url: &worker::Url,
-) -> Result<Response> {
+async fn respond(resp: http::Response, req: &http::Request, env: &Env) -> Result<Response> {
     let headers = Headers::new();
     for (name, value) in &resp.headers {
         headers.append(name, value)?;
     }
     let out = match resp.body {
         Body::Asset(path) => {
-            let mut asset_url = url.clone();
-            asset_url.set_path(&path);
-            asset_url.set_query(None);
-            let asset = env
-                .assets("ASSETS")?
-                .fetch(asset_url.to_string(), None)
-                .await?;
+            // `path` is one the core chose (a site page), never the request's own.
+            let asset_url = format!("{}{path}", req.origin());
+            let asset = env.assets("ASSETS")?.fetch(asset_url, None).await?;
             for (name, value) in asset.headers().entries() {
                 if !headers.has(&name)? {
                     headers.append(&name, &value)?;
@@ -155,7 +145,7 @@ async fn respond(
             return Ok(asset.with_headers(headers).with_status(status));
         }
         Body::Empty => Response::empty()?,
-        Body::Html(_) | Body::Text(_) if method == Method::Head => Response::empty()?,
+        Body::Html(_) | Body::Text(_) if req.method == Method::Head => Response::empty()?,
         Body::Html(text) | Body::Text(text) => Response::from_bytes(text.into_bytes())?,
     };
     Ok(out.with_headers(headers).with_status(resp.status))

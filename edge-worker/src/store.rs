@@ -105,14 +105,16 @@ const END_INTENT: &str =
     "UPDATE sessions SET link_intent = NULL, link_intent_expires_at = NULL WHERE id = ?1";
 
 impl D1Store {
-    /// The store for one request, its D1 session started from `anchor` (a bookmark,
-    /// or a constraint). Without the Sessions API (an older runtime) it uses the
-    /// binding directly.
-    pub(crate) fn new(db: worker::Result<D1Database>, anchor: &str) -> Self {
+    /// The store for one request. With `anchor` (read replication on: a bookmark, or a
+    /// constraint) its queries run in a D1 session started from it; without one, or
+    /// without the Sessions API (an older runtime), it uses the binding directly, and
+    /// D1 sends every query to the primary.
+    pub(crate) fn new(db: worker::Result<D1Database>, anchor: Option<&str>) -> Self {
         let session = db
             .as_ref()
             .ok()
-            .and_then(|db| db.with_session(Some(anchor)).ok());
+            .zip(anchor)
+            .and_then(|(db, anchor)| db.with_session(Some(anchor)).ok());
         D1Store {
             db: db.map_err(|e| format!("D1 binding DB: {e}")),
             session,

@@ -35,6 +35,11 @@ pub struct Settings {
     pub max_failures_per_address: i64,
     /// `LOGIN_THROTTLE_WINDOW_SECS`.
     pub throttle_window_secs: i64,
+    /// `D1_READ_REPLICATION=auto` (set it when the database's read replication is on):
+    /// the worker runs each request's queries in a D1 session and hands the bookmark
+    /// back in a cookie. Off (the default), every query goes to the primary, as D1
+    /// routes every query made outside a session.
+    pub d1_read_replication: bool,
 }
 
 impl Settings {
@@ -103,6 +108,19 @@ impl Settings {
                 10..=86_400,
                 "seconds",
             )?,
+            d1_read_replication: match text("D1_READ_REPLICATION") {
+                None => false,
+                Some(v) => match v.to_ascii_lowercase().as_str() {
+                    "auto" | "on" | "1" | "true" => true,
+                    "disabled" | "off" | "0" | "false" => false,
+                    _ => {
+                        return Err(format!(
+                            "D1_READ_REPLICATION must be \"auto\" (read replication is on) \
+                             or \"disabled\", not {v:?}"
+                        ));
+                    }
+                },
+            },
         })
     }
 }
@@ -129,6 +147,32 @@ mod tests {
         assert!(!s.dev_telegram_login);
         assert_eq!(s.max_failures_per_account, 5);
         assert_eq!(s.throttle_window_secs, 900);
+        assert!(!s.d1_read_replication);
+    }
+
+    #[test]
+    fn read_replication_switch() {
+        for (value, on) in [
+            ("auto", true),
+            ("ON", true),
+            ("1", true),
+            ("disabled", false),
+            ("0", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                from(&[("D1_READ_REPLICATION", value)])
+                    .unwrap()
+                    .d1_read_replication,
+                on,
+                "{value:?}"
+            );
+        }
+        let e = from(&[("D1_READ_REPLICATION", "yes please")]).unwrap_err();
+        assert!(
+            e.contains("D1_READ_REPLICATION") && e.contains("yes please"),
+            "{e}"
+        );
     }
 
     #[test]
