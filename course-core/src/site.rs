@@ -283,7 +283,7 @@ impl SiteConfig {
             );
         }
         if let Some(expire) = &c.boomstream_access_expire
-            && crate::time::parse_date_time(expire).is_none()
+            && boomstream::parse_date_time(expire).is_none()
         {
             out.push(format!(
                 "course.boomstream_access_expire: {expire:?} is not a date (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)"

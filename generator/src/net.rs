@@ -1,28 +1,162 @@
-//! Small HTTP helpers the API clients (Stepik, Boomstream) share.
+//! The generator's one outbound-HTTP policy: one client configuration (User-Agent, a
+//! timeout per attempt, no redirects followed by the client, no proxy for loopback
+//! addresses, a body limit) and one retry loop with jittered exponential backoff and
+//! `Retry-After`, for every outside API defined as an [`outbound::Exchange`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use outbound::{Backoff, Call, Exchange, Method, Next, Reply, TransportError};
+
+/// Sent with every request.
+pub(crate) const USER_AGENT: &str = concat!("course-site-generator/", env!("CARGO_PKG_VERSION"));
+
+/// The transport: a connection pool with the policy's configuration.
+pub(crate) struct HttpClient {
+    agent: ureq::Agent,
+    max_body: u64,
+}
+
+impl HttpClient {
+    /// A client whose attempts time out after `timeout` (connecting to reading the
+    /// whole answer) and read at most `max_body` bytes of an answer. `base_url` decides
+    /// the proxy: none for a loopback address (a proxy never helps reach this machine).
+    pub(crate) fn new(base_url: &str, timeout: Duration, max_body: u64) -> HttpClient {
+        let mut builder = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(timeout))
+            .user_agent(USER_AGENT);
+        if outbound::is_loopback(base_url) {
+            builder = builder.proxy(None);
+        }
+        HttpClient {
+            agent: builder.build().into(),
+            max_body,
+        }
+    }
+
+    /// Sends one call and returns the answer, whatever its status. A 2xx answer whose
+    /// body cannot be read is a transport error; for another status the status is what
+    /// counts, and an unreadable body is left empty.
+    pub(crate) fn send(&self, call: &Call) -> Result<Reply, TransportError> {
+        let result = match call.method {
+            Method::Get => {
+                let mut request = self.agent.get(&call.url);
+                for (name, value) in &call.headers {
+                    request = request.header(name, value);
+                }
+                request.call()
+            }
+            Method::Post => {
+                let mut request = self.agent.post(&call.url);
+                for (name, value) in &call.headers {
+                    request = request.header(name, value);
+                }
+                request.send(call.body.as_deref().unwrap_or_default())
+            }
+        };
+        let mut response = result.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let body = match response
+            .body_mut()
+            .with_config()
+            .limit(self.max_body)
+            .read_to_vec()
+        {
+            Ok(body) => body,
+            Err(e) if (200..=299).contains(&status) => return Err(transport_error(e)),
+            Err(_) => Vec::new(),
+        };
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn transport_error(e: ureq::Error) -> TransportError {
+    TransportError {
+        transient: is_transient(&e),
+        message: e.to_string(),
+    }
+}
+
+/// Requests sent (attempts, retries included) and retries made.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+impl Counters {
+    /// `(requests, retries)` so far.
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.retries.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The retry loop: sends the exchange's call, reads the outcome and follows it —
+/// resending at once when the exchange changed its call (a redirect), waiting before a
+/// retry (the server's `Retry-After`, capped, or the jittered backoff) and logging one
+/// line per retry, until it is done, fails, or runs out of `backoff.max_retries`.
+/// `may_retry` is asked before each retry (a run-wide retry budget); when it says no,
+/// the exchange gives up as if its own retries were used up.
+pub(crate) fn run<X: Exchange>(
+    client: &HttpClient,
+    backoff: &Backoff,
+    counters: &Counters,
+    log: &dyn Fn(&str),
+    may_retry: &dyn Fn() -> bool,
+    mut exchange: X,
+) -> Result<X::Output, X::Error> {
+    let mut retries = 0u32;
+    loop {
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let answer = client.send(exchange.call());
+        let failure = match exchange.read(answer) {
+            Next::Done(out) => return Ok(out),
+            Next::Fail(e) => return Err(e),
+            Next::Resend => continue,
+            Next::Retry(failure) => failure,
+        };
+        if retries >= backoff.max_retries || !may_retry() {
+            return Err(exchange.give_up(failure, retries + 1));
+        }
+        let delay = backoff.delay(retries, failure.retry_after, fastrand::f64());
+        retries += 1;
+        log(&exchange.log_line(&format!(
+            "{}; retry {retries} of {} in {delay:.1?}",
+            failure.message, backoff.max_retries
+        )));
+        std::thread::sleep(delay);
+        counters.retries.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Exponential backoff with jitter: half to all of `base · 2^retries`, capped at `max`.
 pub(crate) fn backoff(base: Duration, max: Duration, retries: u32) -> Duration {
-    let full = base.saturating_mul(2u32.saturating_pow(retries)).min(max);
-    full.mul_f64(0.5 + fastrand::f64() / 2.0)
+    Backoff {
+        max_retries: 0,
+        base,
+        max,
+    }
+    .delay(retries, None, fastrand::f64())
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is left to the backoff).
 pub(crate) fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
     let value = response.headers().get("retry-after")?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// The host of an absolute URL (without port or brackets), as written.
-pub(crate) fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit('@').next().unwrap_or_default();
-    match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    }
 }
 
 /// Whether a transport failure may go away by trying again (timeouts, broken or
@@ -38,47 +172,15 @@ pub(crate) fn is_transient(e: &ureq::Error) -> bool {
     )
 }
 
-/// Percent-encoding of one value, with `space` for a space (`+` in forms, `%20` in URLs).
-pub(crate) fn encode(s: &str, space: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push_str(space),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-pub(crate) fn form_encode(s: &str) -> String {
-    encode(s, "+")
-}
-
-/// Whether the URL points at this machine (then an environment proxy is not used).
-pub(crate) fn is_loopback(url: &str) -> bool {
-    let host = host_of(url);
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
+pub(crate) use outbound::form_component as form_encode;
+pub(crate) use outbound::is_loopback;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn loopback_and_encoding() {
-        assert!(is_loopback("http://127.0.0.1:8080/api"));
-        assert!(is_loopback("http://[::1]:1/"));
-        assert!(is_loopback("http://localhost"));
-        assert!(!is_loopback("https://stepik.org"));
-        assert_eq!(form_encode("a b&c=д"), "a+b%26c%3D%D0%B4");
-        assert_eq!(encode("a b", "%20"), "a%20b");
+    fn backoff_is_jittered_within_bounds() {
         let b = backoff(Duration::from_millis(100), Duration::from_secs(1), 10);
         assert!(b >= Duration::from_millis(500) && b <= Duration::from_secs(1));
     }

@@ -1084,7 +1084,7 @@ fn expiry_and_activations_in_answers_are_read_like_the_official_plugin() {
     });
     let (client, _) = client_for(&mock, |_| {});
     // 2026-03-01 10:00 Moscow is 07:00 UTC.
-    let seven_utc = course_core::time::parse_date_time("2026-03-01 07:00:00").expect("a date");
+    let seven_utc = generator::boomstream::parse_date_time("2026-03-01 07:00:00").expect("a date");
     let past = client
         .add_buyer(&Buyer {
             email: "past@example.org",
