@@ -58,7 +58,7 @@ impl BoomstreamClient {
             &self.backoff,
             &self.counters,
             &*self.logger,
-            &|| true,
+            &|_| crate::net::Verdict::Go,
             operation,
         )
     }

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use outbound::{Backoff, Call, Exchange, Method, Next, Reply, TransportError};
+use outbound::{Backoff, Call, Exchange, Method, Next, Reply, Transient, TransportError};
 
 /// Sent with every request.
 pub(crate) const USER_AGENT: &str = concat!("course-site-generator/", env!("CARGO_PKG_VERSION"));
@@ -26,7 +26,9 @@ impl HttpClient {
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(timeout))
-            .user_agent(USER_AGENT);
+            .user_agent(USER_AGENT)
+            // Enough for the grade-book scan's pages in flight.
+            .max_idle_connections_per_host(16);
         if outbound::is_loopback(base_url) {
             builder = builder.proxy(None);
         }
@@ -105,18 +107,29 @@ impl Counters {
     }
 }
 
+/// Whether a retry may go ahead (see [`run`]).
+pub(crate) enum Verdict<E> {
+    /// Retry.
+    Go,
+    /// Give up as if the retries were used up.
+    GiveUp,
+    /// Stop with this error.
+    Fail(E),
+}
+
 /// The retry loop: sends the exchange's call, reads the outcome and follows it —
 /// resending at once when the exchange changed its call (a redirect), waiting before a
 /// retry (the server's `Retry-After`, capped, or the jittered backoff) and logging one
 /// line per retry, until it is done, fails, or runs out of `backoff.max_retries`.
-/// `may_retry` is asked before each retry (a run-wide retry budget); when it says no,
-/// the exchange gives up as if its own retries were used up.
+/// `before_retry` is asked before each retry (a run-wide retry budget, a scan that is
+/// over): it may let it go ahead, make the exchange give up as if its own retries were
+/// used up, or fail with its own error.
 pub(crate) fn run<X: Exchange>(
     client: &HttpClient,
     backoff: &Backoff,
     counters: &Counters,
     log: &dyn Fn(&str),
-    may_retry: &dyn Fn() -> bool,
+    before_retry: &dyn Fn(&Transient) -> Verdict<X::Error>,
     mut exchange: X,
 ) -> Result<X::Output, X::Error> {
     let mut retries = 0u32;
@@ -129,8 +142,13 @@ pub(crate) fn run<X: Exchange>(
             Next::Resend => continue,
             Next::Retry(failure) => failure,
         };
-        if retries >= backoff.max_retries || !may_retry() {
+        if retries >= backoff.max_retries {
             return Err(exchange.give_up(failure, retries + 1));
+        }
+        match before_retry(&failure) {
+            Verdict::Go => {}
+            Verdict::GiveUp => return Err(exchange.give_up(failure, retries + 1)),
+            Verdict::Fail(e) => return Err(e),
         }
         let delay = backoff.delay(retries, failure.retry_after, fastrand::f64());
         retries += 1;
@@ -143,25 +161,9 @@ pub(crate) fn run<X: Exchange>(
     }
 }
 
-/// Exponential backoff with jitter: half to all of `base · 2^retries`, capped at `max`.
-pub(crate) fn backoff(base: Duration, max: Duration, retries: u32) -> Duration {
-    Backoff {
-        max_retries: 0,
-        base,
-        max,
-    }
-    .delay(retries, None, fastrand::f64())
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is left to the backoff).
-pub(crate) fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
-    let value = response.headers().get("retry-after")?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 /// Whether a transport failure may go away by trying again (timeouts, broken or
 /// refused connections, garbled answers), as opposed to a mistake of ours.
-pub(crate) fn is_transient(e: &ureq::Error) -> bool {
+fn is_transient(e: &ureq::Error) -> bool {
     matches!(
         e,
         ureq::Error::Timeout(_)
@@ -170,18 +172,4 @@ pub(crate) fn is_transient(e: &ureq::Error) -> bool {
             | ureq::Error::HostNotFound
             | ureq::Error::Protocol(_)
     )
-}
-
-pub(crate) use outbound::form_component as form_encode;
-pub(crate) use outbound::is_loopback;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_jittered_within_bounds() {
-        let b = backoff(Duration::from_millis(100), Duration::from_secs(1), 10);
-        assert!(b >= Duration::from_millis(500) && b <= Duration::from_secs(1));
-    }
 }

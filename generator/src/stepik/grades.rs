@@ -2,99 +2,13 @@
 //! delivered to the caller strictly in page order, with at most `concurrency` pages
 //! fetched ahead of the one being delivered.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use serde::Deserialize;
-use serde_json::Value;
+use stepik::{GradePage as Page, Row};
 
-use super::{Learner, PassRule, ScanReport, StepResult, StepikClient, StepikError};
-
-#[derive(Deserialize)]
-pub(super) struct Row {
-    user: u64,
-    #[serde(default)]
-    is_teacher: Option<bool>,
-    #[serde(default)]
-    score: Option<f64>,
-    #[serde(default)]
-    results: Option<HashMap<String, RowResult>>,
-}
-
-/// One entry of `results` (its key, `"<lesson>-<position>"`, is not used).
-#[derive(Deserialize)]
-struct RowResult {
-    step_id: u64,
-    #[serde(default)]
-    is_passed: Option<bool>,
-    #[serde(default)]
-    first_success: Option<Value>,
-    #[serde(default)]
-    score: Option<f64>,
-}
-
-/// A page, digested by the worker that fetched it.
-pub(super) struct Page {
-    /// The last page: `has_next` false, or no rows at all.
-    last: bool,
-    pub(super) learners: Vec<Learner>,
-    teacher_rows: u64,
-    /// Users whose row is inconsistent, with the steps concerned.
-    inconsistent: Vec<(u64, Vec<u64>)>,
-}
-
-impl Page {
-    pub(super) fn digest(rows: Vec<Row>, has_next: bool, rule: PassRule) -> Page {
-        let mut page = Page {
-            last: !has_next || rows.is_empty(),
-            learners: Vec::with_capacity(rows.len()),
-            teacher_rows: 0,
-            inconsistent: Vec::new(),
-        };
-        for row in rows {
-            if row.is_teacher == Some(true) {
-                page.teacher_rows += 1;
-                continue;
-            }
-            let mut odd = Vec::new();
-            let mut steps: Vec<StepResult> = row
-                .results
-                .unwrap_or_default()
-                .into_values()
-                .map(|r| {
-                    let is_passed = r.is_passed == Some(true);
-                    let first_success = r
-                        .first_success
-                        .is_some_and(|v| !matches!(v, Value::Null | Value::Bool(false)));
-                    let score = r.score.unwrap_or(0.0);
-                    if !is_passed && first_success && score > 0.0 {
-                        odd.push(r.step_id);
-                    }
-                    StepResult {
-                        step_id: r.step_id,
-                        passed: match rule {
-                            PassRule::IsPassed => is_passed,
-                            PassRule::FirstSuccess => is_passed || first_success,
-                        },
-                        score,
-                    }
-                })
-                .collect();
-            steps.sort_by_key(|s| s.step_id);
-            if !odd.is_empty() {
-                odd.sort_unstable();
-                page.inconsistent.push((row.user, odd));
-            }
-            page.learners.push(Learner {
-                user_id: row.user,
-                score: row.score.unwrap_or(0.0),
-                steps,
-            });
-        }
-        page
-    }
-}
+use super::{Learner, PassRule, ScanReport, StepikClient, StepikError};
 
 /// What the workers and the deliverer share.
 #[derive(Default)]
@@ -206,10 +120,7 @@ fn work(client: &StepikClient, course_id: u64, rule: PassRule, shared: &Shared) 
         let result = client
             .http
             .get_page::<Row>(
-                // `order=id`: a stable order (the web grade book's default orders by
-                // score, which moves rows between pages while a scan runs); a learner who
-                // still moves is caught by the per-learner re-check of the sync.
-                &format!("/api/course-grades?course={course_id}&order=id&page={page}"),
+                &stepik::grade_book_page_path(course_id, page),
                 "course-grades",
                 &format!("grade-book page {page} of course {course_id}"),
                 Some(&shared.cancel),
