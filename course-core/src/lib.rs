@@ -8,6 +8,7 @@ pub mod headers;
 pub mod http;
 pub mod pages;
 pub mod password;
+pub mod progress;
 pub mod session;
 pub mod site;
 pub mod telegram;

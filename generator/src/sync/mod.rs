@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use course_core::site::{CourseStructure, SiteConfig};
-use course_core::unlock::LearnerProgress;
 use serde::Serialize;
 
 use crate::d1::{self, D1, SqlValue, Statement};
@@ -112,13 +111,7 @@ pub const MAX_RECHECKS: usize = 200;
 
 /// Feeds one grade-book row to the planner.
 fn plan_learner(planner: &mut plan::Planner<'_>, learner: &Learner) {
-    let mut progress = LearnerProgress::default();
-    for step in &learner.steps {
-        if step.passed {
-            progress.passed.insert(step.step_id);
-        }
-        progress.scores.insert(step.step_id, step.score);
-    }
+    let progress = course_core::progress::learner_progress(learner);
     planner.learner(learner.user_id, &progress, learner.score);
 }
 

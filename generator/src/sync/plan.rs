@@ -4,36 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use course_core::site::{CourseStructure, SiteConfig, Video};
-use course_core::unlock::{Coverage, LearnerProgress};
+pub use course_core::progress::{ProgressRow, Rules, Source};
+use course_core::unlock::LearnerProgress;
 
 use crate::d1::{SqlValue, Statement};
-
-/// Where a grant came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// Earned on Stepik (the sync manages it).
-    Stepik,
-    /// Given by an admin (the sync never touches it).
-    Manual,
-}
-
-/// A learner's progress as stored in `learner_progress`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProgressRow {
-    /// Graded steps passed in the whole course.
-    pub steps_passed: i64,
-    /// Graded steps in the whole course.
-    pub steps_total: i64,
-    /// Total score on Stepik.
-    pub score: f64,
-    /// Unlocked video ids, JSON array in course order.
-    pub unlocked: String,
-    /// The first video still locked.
-    pub next_video_id: Option<String>,
-    /// How many more graded steps it needs (by share; a score condition may remain).
-    pub next_missing: Option<i64>,
-}
 
 /// A video as stored in `videos`.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,81 +31,6 @@ pub struct DbState {
     pub grants: HashMap<i64, HashMap<String, Source>>,
     /// `learner_progress` by Stepik user id.
     pub progress: HashMap<u64, ProgressRow>,
-}
-
-/// The rules of a run, prepared once.
-pub struct Rules<'a> {
-    videos: &'a [Video],
-    coverages: Vec<Coverage>,
-    total_graded: i64,
-}
-
-impl<'a> Rules<'a> {
-    /// Prepares every video's rule against the course structure. The warnings name
-    /// rules that refer to what the course does not have (never met, so nothing is
-    /// granted on a configuration mistake).
-    pub fn new(config: &'a SiteConfig, structure: &CourseStructure) -> (Self, Vec<String>) {
-        let coverages: Vec<Coverage> = config
-            .videos
-            .iter()
-            .map(|v| v.unlock.coverage(structure))
-            .collect();
-        let mut warnings = Vec::new();
-        for (video, c) in config.videos.iter().zip(&coverages) {
-            if !c.unknown.is_empty() {
-                warnings.push(format!(
-                    "video {:?}: its rule names what the course does not have ({}); it unlocks for nobody",
-                    video.id,
-                    c.unknown.join(", ")
-                ));
-            } else if !video.unlock.always && c.steps.is_empty() {
-                warnings.push(format!(
-                    "video {:?}: its rule covers no graded step; it unlocks for nobody",
-                    video.id
-                ));
-            }
-        }
-        let total_graded = structure
-            .lessons
-            .values()
-            .map(|l| l.graded_steps.len() as i64)
-            .sum();
-        (
-            Rules {
-                videos: &config.videos,
-                coverages,
-                total_graded,
-            },
-            warnings,
-        )
-    }
-
-    /// Which videos a learner has earned (indexes in course order) and their progress row.
-    pub fn evaluate(&self, progress: &LearnerProgress, score: f64) -> (Vec<usize>, ProgressRow) {
-        let mut unlocked = Vec::new();
-        let mut next = None;
-        for (i, (video, coverage)) in self.videos.iter().zip(&self.coverages).enumerate() {
-            let e = video.unlock.evaluate(coverage, progress);
-            if e.met {
-                unlocked.push(i);
-            } else if next.is_none() {
-                next = Some((video.id.clone(), e.missing as i64));
-            }
-        }
-        let ids: Vec<&str> = unlocked
-            .iter()
-            .map(|i| self.videos[*i].id.as_str())
-            .collect();
-        let row = ProgressRow {
-            steps_passed: progress.passed.len() as i64,
-            steps_total: self.total_graded,
-            score,
-            unlocked: serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()),
-            next_video_id: next.as_ref().map(|(id, _)| id.clone()),
-            next_missing: next.map(|(_, m)| m),
-        };
-        (unlocked, row)
-    }
 }
 
 /// The changes a sync makes.
@@ -206,41 +105,38 @@ impl<'a> Planner<'a> {
         if !self.seen.insert(stepik_id) {
             return;
         }
-        let (unlocked, row) = self.rules.evaluate(progress, score);
         self.plan.learners += 1;
-        if self.state.progress.get(&stepik_id) != Some(&row) {
+        let user_id = self.state.users_by_stepik.get(&stepik_id).copied();
+        let granted = user_id.and_then(|u| self.state.grants.get(&u));
+        let change = course_core::progress::plan_student(
+            self.rules,
+            progress,
+            score,
+            granted,
+            self.state.progress.get(&stepik_id),
+        );
+        if let Some(row) = change.progress {
             self.plan.progress_upserts.push((stepik_id, row));
         }
-        let Some(&user_id) = self.state.users_by_stepik.get(&stepik_id) else {
+        let Some(user_id) = user_id else {
             return;
         };
         self.plan.linked += 1;
         self.seen_linked.insert(stepik_id);
-        let existing = self.state.grants.get(&user_id);
-        let desired: BTreeSet<&str> = unlocked
-            .iter()
-            .map(|i| self.rules.videos[*i].id.as_str())
-            .collect();
-        for id in &desired {
-            if existing.is_some_and(|g| g.contains_key(*id)) {
-                self.plan.unchanged_grants += 1;
-            } else {
-                self.plan
-                    .new_grants
-                    .push((user_id, stepik_id, (*id).to_owned()));
-            }
-        }
-        if self.revoke {
-            let mut gone: Vec<&String> = existing
+        self.plan.unchanged_grants += change.unchanged_grants;
+        self.plan.new_grants.extend(
+            change
+                .new_grants
                 .into_iter()
-                .flatten()
-                .filter(|(id, source)| **source == Source::Stepik && !desired.contains(id.as_str()))
-                .map(|(id, _)| id)
-                .collect();
-            gone.sort();
-            self.plan
-                .revocations
-                .extend(gone.into_iter().map(|id| (user_id, stepik_id, id.clone())));
+                .map(|id| (user_id, stepik_id, id)),
+        );
+        if self.revoke {
+            self.plan.revocations.extend(
+                change
+                    .no_longer_earned
+                    .into_iter()
+                    .map(|id| (user_id, stepik_id, id)),
+            );
         }
     }
 
@@ -411,7 +307,7 @@ pub fn per_student(plan: &Plan) -> BTreeMap<u64, (Vec<&str>, Vec<&str>)> {
 
 #[cfg(test)]
 mod tests {
-    use course_core::site::{LessonInfo, SectionInfo};
+    use course_core::site::{CourseStructure, LessonInfo, SectionInfo, SiteConfig};
     use serde_json::json;
 
     use super::*;
