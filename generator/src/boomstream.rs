@@ -53,14 +53,14 @@ impl BoomstreamClient {
     }
 
     fn run<T>(&self, operation: Operation<T>) -> Result<T, BoomstreamError> {
-        crate::net::run(
+        self.http.block_on(crate::net::run(
             &self.http,
             &self.backoff,
             &self.counters,
             &*self.logger,
             &|_| crate::net::Verdict::Go,
             operation,
-        )
+        ))
     }
 
     /// [`boomstream::add_buyer`], sent.

@@ -11,9 +11,11 @@ use outbound::{Backoff, Call, Exchange, Method, Next, Reply, Transient, Transpor
 /// Sent with every request.
 pub(crate) const USER_AGENT: &str = concat!("course-site-generator/", env!("CARGO_PKG_VERSION"));
 
-/// The transport: a connection pool with the policy's configuration.
+/// The transport: a connection pool with the policy's configuration, and the runtime
+/// its requests run on (one thread: the calls wait on the network, not on the CPU).
 pub(crate) struct HttpClient {
-    agent: ureq::Agent,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
     max_body: u64,
 }
 
@@ -22,59 +24,89 @@ impl HttpClient {
     /// whole answer) and read at most `max_body` bytes of an answer. `base_url` decides
     /// the proxy: none for a loopback address (a proxy never helps reach this machine).
     pub(crate) fn new(base_url: &str, timeout: Duration, max_body: u64) -> HttpClient {
-        let mut builder = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(timeout))
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             // Enough for the grade-book scan's pages in flight.
-            .max_idle_connections_per_host(16);
-        if outbound::is_loopback(base_url) {
-            builder = builder.proxy(None);
+            .pool_max_idle_per_host(16);
+        if let Ok(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls);
         }
+        if outbound::is_loopback(base_url) {
+            builder = builder.no_proxy();
+        }
+        // Building fails only without a TLS backend or on a broken system configuration;
+        // every request then fails with that reason.
+        let client = builder.build().unwrap_or_else(|_| reqwest::Client::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the HTTP client's runtime: {e}"));
         HttpClient {
-            agent: builder.build().into(),
+            client,
+            runtime,
             max_body,
         }
+    }
+
+    /// Runs `future` (requests of this client) to completion on the client's runtime.
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
     }
 
     /// Sends one call and returns the answer, whatever its status. A 2xx answer whose
     /// body cannot be read is a transport error; for another status the status is what
     /// counts, and an unreadable body is left empty.
-    pub(crate) fn send(&self, call: &Call) -> Result<Reply, TransportError> {
-        let result = match call.method {
-            Method::Get => {
-                let mut request = self.agent.get(&call.url);
-                for (name, value) in &call.headers {
-                    request = request.header(name, value);
-                }
-                request.call()
-            }
-            Method::Post => {
-                let mut request = self.agent.post(&call.url);
-                for (name, value) in &call.headers {
-                    request = request.header(name, value);
-                }
-                request.send(call.body.as_deref().unwrap_or_default())
-            }
+    pub(crate) async fn send(&self, call: &Call) -> Result<Reply, TransportError> {
+        let method = match call.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
         };
-        let mut response = result.map_err(transport_error)?;
+        let mut request = self.client.request(method, &call.url);
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = &call.body {
+            request = request.body(body.clone());
+        }
+        let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let body = match response
-            .body_mut()
-            .with_config()
-            .limit(self.max_body)
-            .read_to_vec()
-        {
-            Ok(body) => body,
-            Err(e) if (200..=299).contains(&status) => return Err(transport_error(e)),
-            Err(_) => Vec::new(),
-        };
+        let ok = (200..=299).contains(&status);
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if (body.len() + chunk.len()) as u64 > self.max_body {
+                        if !ok {
+                            break;
+                        }
+                        return Err(TransportError {
+                            transient: false,
+                            message: format!("the answer is larger than {} bytes", self.max_body),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if ok => return Err(transport_error(e)),
+                Err(_) => {
+                    body.clear();
+                    break;
+                }
+            }
+        }
         Ok(Reply {
             status,
             headers,
@@ -83,11 +115,19 @@ impl HttpClient {
     }
 }
 
-fn transport_error(e: ureq::Error) -> TransportError {
-    TransportError {
-        transient: is_transient(&e),
-        message: e.to_string(),
+/// A failure of reqwest as a transport error: its message with the causes below it
+/// (the URL it names never carries a secret), transient unless the request itself was
+/// malformed.
+fn transport_error(e: reqwest::Error) -> TransportError {
+    let transient = !e.is_builder() && !e.is_redirect() && !e.is_status();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
     }
+    TransportError { transient, message }
 }
 
 /// Requests sent (attempts, retries included) and retries made.
@@ -123,8 +163,9 @@ pub(crate) enum Verdict<E> {
 /// line per retry, until it is done, fails, or runs out of `backoff.max_retries`.
 /// `before_retry` is asked before each retry (a run-wide retry budget, a scan that is
 /// over): it may let it go ahead, make the exchange give up as if its own retries were
-/// used up, or fail with its own error.
-pub(crate) fn run<X: Exchange>(
+/// used up, or fail with its own error. Waiting never holds up other calls on the
+/// client's runtime.
+pub(crate) async fn run<X: Exchange>(
     client: &HttpClient,
     backoff: &Backoff,
     counters: &Counters,
@@ -135,7 +176,7 @@ pub(crate) fn run<X: Exchange>(
     let mut retries = 0u32;
     loop {
         counters.requests.fetch_add(1, Ordering::Relaxed);
-        let answer = client.send(exchange.call());
+        let answer = client.send(exchange.call()).await;
         let failure = match exchange.read(answer) {
             Next::Done(out) => return Ok(out),
             Next::Fail(e) => return Err(e),
@@ -156,20 +197,7 @@ pub(crate) fn run<X: Exchange>(
             "{}; retry {retries} of {} in {delay:.1?}",
             failure.message, backoff.max_retries
         )));
-        std::thread::sleep(delay);
+        tokio::time::sleep(delay).await;
         counters.retries.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Whether a transport failure may go away by trying again (timeouts, broken or
-/// refused connections, garbled answers), as opposed to a mistake of ours.
-fn is_transient(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Timeout(_)
-            | ureq::Error::Io(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
-            | ureq::Error::Protocol(_)
-    )
 }

@@ -1,78 +1,16 @@
-//! The grade-book scan: `course-grades` pages fetched ahead by a few worker threads,
-//! delivered to the caller strictly in page order, with at most `concurrency` pages
-//! fetched ahead of the one being delivered.
+//! The grade-book scan: `course-grades` pages fetched `concurrency` at a time on the
+//! client's runtime, each delivered as soon as it arrives. A page that is retried (and
+//! waits out its backoff) holds nothing else back: the other requests go on, and new
+//! pages start as earlier ones finish.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use stepik::{GradePage as Page, Row};
 
 use super::{Learner, PassRule, ScanReport, StepikClient, StepikError};
-
-/// What the workers and the deliverer share.
-#[derive(Default)]
-struct Window {
-    /// The next page a worker takes.
-    next: u32,
-    /// Pages delivered so far (1..=delivered).
-    delivered: u32,
-    /// No page after this one is wanted (the first last page, or the first failure).
-    end: Option<u32>,
-    /// Fetched, not yet delivered.
-    ready: BTreeMap<u32, Result<Page, StepikError>>,
-    /// The scan is over: workers leave.
-    stop: bool,
-    /// A worker panicked.
-    broken: bool,
-}
-
-struct Shared {
-    window: Mutex<Window>,
-    changed: Condvar,
-    /// Set when the scan is over, so that in-flight requests make no further retries.
-    cancel: AtomicBool,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Window> {
-        self.window.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn wait<'a>(&self, guard: MutexGuard<'a, Window>) -> MutexGuard<'a, Window> {
-        self.changed
-            .wait(guard)
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn finish(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-        self.lock().stop = true;
-        self.changed.notify_all();
-    }
-}
-
-/// Ends the scan however the deliverer leaves (a panicking callback included), so
-/// that no worker waits forever.
-struct FinishOnDrop<'a>(&'a Shared);
-
-impl Drop for FinishOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.finish();
-    }
-}
-
-/// Tells the deliverer when a worker panics, so that it does not wait for its page.
-struct BreakOnPanic<'a>(&'a Shared);
-
-impl Drop for BreakOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.lock().broken = true;
-            self.0.changed.notify_all();
-        }
-    }
-}
 
 pub(super) fn scan(
     client: &StepikClient,
@@ -80,111 +18,97 @@ pub(super) fn scan(
     rule: PassRule,
     on_learner: &mut dyn FnMut(Learner),
 ) -> Result<ScanReport, StepikError> {
-    let shared = Shared {
-        window: Mutex::new(Window {
-            next: 1,
-            ..Window::default()
-        }),
-        changed: Condvar::new(),
-        cancel: AtomicBool::new(false),
-    };
-    std::thread::scope(|scope| {
-        for _ in 0..client.concurrency {
-            scope.spawn(|| work(client, course_id, rule, &shared));
-        }
-        let _finish = FinishOnDrop(&shared);
-        deliver(client, course_id, &shared, on_learner)
-    })
+    client
+        .http
+        .block_on(scan_pages(client, course_id, rule, on_learner))
 }
 
-/// A worker: takes the next page while it is at most `concurrency` pages ahead of the
-/// delivered ones, fetches and digests it, and hands it over.
-fn work(client: &StepikClient, course_id: u64, rule: PassRule, shared: &Shared) {
-    let _guard = BreakOnPanic(shared);
-    loop {
-        let page = {
-            let mut window = shared.lock();
-            loop {
-                let n = window.next;
-                let beyond = n > client.max_pages || window.end.is_some_and(|end| n > end);
-                if window.stop || beyond {
-                    return;
-                }
-                if (n - window.delivered) as usize <= client.concurrency {
-                    window.next += 1;
-                    break n;
-                }
-                window = shared.wait(window);
-            }
-        };
-        let result = client
-            .http
-            .get_page::<Row>(
-                &stepik::grade_book_page_path(course_id, page),
-                "course-grades",
-                &format!("grade-book page {page} of course {course_id}"),
-                Some(&shared.cancel),
-            )
-            .map(|listing| Page::digest(listing.items, listing.has_next, rule));
-        let mut window = shared.lock();
-        if result.as_ref().map_or(true, |p| p.last) {
-            window.end = Some(window.end.map_or(page, |end| end.min(page)));
-        }
-        window.ready.insert(page, result);
-        shared.changed.notify_all();
-    }
-}
-
-/// The caller's side: pages in order, learners to `on_learner`.
-fn deliver(
+async fn scan_pages(
     client: &StepikClient,
     course_id: u64,
-    shared: &Shared,
+    rule: PassRule,
     on_learner: &mut dyn FnMut(Learner),
 ) -> Result<ScanReport, StepikError> {
+    let max_pages = client.max_pages;
+    // The last page wanted: the first page found to be the last, or the first that
+    // failed (pages after it are not wanted, and their retries stop).
+    let end = Cell::new(max_pages);
+    let fetch = |page: u32| {
+        let end = &end;
+        async move {
+            let what = format!("grade-book page {page} of course {course_id}");
+            let result = client
+                .http
+                .fetch_page::<Row>(
+                    &stepik::grade_book_page_path(course_id, page),
+                    "course-grades",
+                    &what,
+                    &|| page > end.get(),
+                )
+                .await
+                .map(|listing| Page::digest(listing.items, listing.has_next, rule));
+            (page, result)
+        }
+    };
     let mut report = ScanReport::default();
+    let mut in_flight = FuturesUnordered::new();
+    let mut next = 1u32;
+    // Pages fetched and digested, and the failures, by page number.
+    let mut arrived = std::collections::BTreeSet::new();
+    let mut failures: BTreeMap<u32, StepikError> = BTreeMap::new();
+    let mut found_last = false;
     loop {
-        let n = report.pages + 1;
-        if n > client.max_pages {
-            client.http.log(&format!(
-                "the grade book of course {course_id} still had more pages after {} (the page \
-                 cap): the scan is incomplete",
-                report.pages
-            ));
-            return Ok(report);
+        while in_flight.len() < client.concurrency && next <= end.get() {
+            in_flight.push(fetch(next));
+            next += 1;
         }
-        let page = {
-            let mut window = shared.lock();
-            loop {
-                if let Some(page) = window.ready.remove(&n) {
-                    break page;
-                }
-                if window.broken {
-                    return Err(StepikError::Transport(format!(
-                        "grade-book page {n} of course {course_id}: the thread fetching it failed"
-                    )));
-                }
-                window = shared.wait(window);
+        let Some((page, result)) = in_flight.next().await else {
+            break;
+        };
+        if page > end.get() {
+            continue; // past the end found meanwhile: not wanted
+        }
+        match result {
+            Err(e) => {
+                end.set(page);
+                failures.insert(page, e);
             }
-        }?;
-        report.teacher_rows += page.teacher_rows;
-        for (user, steps) in &page.inconsistent {
-            report.inconsistent_rows += 1;
-            let steps: Vec<String> = steps.iter().map(u64::to_string).collect();
-            client.http.log(&format!(
-                "grade book of course {course_id}: user {user} has is_passed false yet a first \
-                 success and points on step(s) {}",
-                steps.join(", ")
-            ));
-        }
-        report.learners += page.learners.len() as u64;
-        page.learners.into_iter().for_each(&mut *on_learner);
-        report.pages = n;
-        shared.lock().delivered = n;
-        shared.changed.notify_all();
-        if page.last {
-            report.complete = true;
-            return Ok(report);
+            Ok(page_read) => {
+                if page_read.last {
+                    end.set(page);
+                    found_last = true;
+                }
+                arrived.insert(page);
+                report.teacher_rows += page_read.teacher_rows;
+                for (user, steps) in &page_read.inconsistent {
+                    report.inconsistent_rows += 1;
+                    let steps: Vec<String> = steps.iter().map(u64::to_string).collect();
+                    client.http.log(&format!(
+                        "grade book of course {course_id}: user {user} has is_passed false yet a \
+                         first success and points on step(s) {}",
+                        steps.join(", ")
+                    ));
+                }
+                report.learners += page_read.learners.len() as u64;
+                page_read.learners.into_iter().for_each(&mut *on_learner);
+            }
         }
     }
+    // Pages past the end that came in before the end was known were empty (or
+    // repeated learners the planner takes once); they are not counted.
+    let end = end.get();
+    report.pages = arrived.range(..=end).count() as u32;
+    // The first failure that still counts (one before the end found later).
+    if let Some((_, e)) = failures.into_iter().find(|(page, _)| *page <= end) {
+        return Err(e);
+    }
+    report.complete = found_last && report.pages == end;
+    if !report.complete {
+        client.http.log(&format!(
+            "the grade book of course {course_id} still had more pages after {} (the page \
+             cap): the scan is incomplete",
+            report.pages
+        ));
+    }
+    Ok(report)
 }

@@ -2,8 +2,7 @@
 //! line's outbound-HTTP policy: the OAuth token shared by all threads (fetched again
 //! once after a 401, renewed before it expires), and the run's retry budget.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde::de::DeserializeOwned;
@@ -19,7 +18,7 @@ pub(super) struct Http {
     backoff: outbound::Backoff,
     retry_budget: u32,
     budget_left: AtomicU32,
-    token: Mutex<TokenState>,
+    token: tokio::sync::Mutex<TokenState>,
     /// API requests (token requests not) and retries.
     counters: Counters,
     /// Token requests and their retries.
@@ -52,7 +51,7 @@ impl Http {
             api,
             retry_budget: cfg.retry_budget,
             budget_left: AtomicU32::new(cfg.retry_budget),
-            token: Mutex::new(TokenState::default()),
+            token: tokio::sync::Mutex::new(TokenState::default()),
             counters: Counters::default(),
             token_counters: Counters::default(),
             token_refreshes: AtomicU64::new(0),
@@ -75,13 +74,13 @@ impl Http {
     }
 
     /// What a retry needs: the scan not cancelled, and the run's budget not spent.
-    fn before_retry(
-        &self,
-        what: &str,
-        cancel: Option<&AtomicBool>,
-    ) -> impl Fn(&outbound::Transient) -> Verdict<StepikError> {
+    fn before_retry<'a>(
+        &'a self,
+        what: &'a str,
+        cancelled: &'a dyn Fn() -> bool,
+    ) -> impl Fn(&outbound::Transient) -> Verdict<StepikError> + 'a {
         move |failure| {
-            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            if cancelled() {
                 return Verdict::GiveUp;
             }
             if self
@@ -98,27 +97,44 @@ impl Http {
         }
     }
 
-    /// `GET {base}{path}` and the list under `key`, ignoring every other key.
-    /// `cancel`, once set, stops further retries.
+    /// [`Http::fetch_page`], waited for.
     pub(super) fn get_page<T: DeserializeOwned>(
         &self,
         path: &str,
         key: &'static str,
         what: &str,
-        cancel: Option<&AtomicBool>,
+    ) -> Result<Listing<T>, StepikError> {
+        self.client
+            .block_on(self.fetch_page(path, key, what, &|| false))
+    }
+
+    /// Runs `future` (requests of this client) to completion.
+    pub(super) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.client.block_on(future)
+    }
+
+    /// `GET {base}{path}` and the list under `key`, ignoring every other key.
+    /// Once `cancelled` says so, no further retries are made.
+    pub(super) async fn fetch_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &'static str,
+        what: &str,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Listing<T>, StepikError> {
         let mut stale = None;
         loop {
-            let (bearer, generation) = self.bearer(stale)?;
+            let (bearer, generation) = self.bearer(stale).await?;
             let operation = self.api.page::<T>(&bearer, path, key, what);
             let result = net::run(
                 &self.client,
                 &self.backoff,
                 &self.counters,
                 &*self.logger,
-                &self.before_retry(what, cancel),
+                &self.before_retry(what, cancelled),
                 operation,
-            );
+            )
+            .await;
             match result {
                 Err(StepikError::TokenRejected { .. }) if stale.is_none() => {
                     stale = Some(generation);
@@ -136,8 +152,8 @@ impl Http {
 
     /// A usable token and its generation. `stale` names a generation the API refused:
     /// unless another request replaced it meanwhile, a new token is fetched.
-    fn bearer(&self, stale: Option<u64>) -> Result<(String, u64), StepikError> {
-        let mut state = lock(&self.token);
+    async fn bearer(&self, stale: Option<u64>) -> Result<(String, u64), StepikError> {
+        let mut state = self.token.lock().await;
         if let Some(message) = &state.refused {
             return Err(StepikError::Auth(message.clone()));
         }
@@ -147,7 +163,7 @@ impl Http {
         if let Some(token) = usable {
             return Ok((token.bearer.clone(), state.generation));
         }
-        match self.fetch_token() {
+        match self.fetch_token().await {
             Ok(token) => {
                 if state.generation > 0 {
                     self.token_refreshes.fetch_add(1, Ordering::Relaxed);
@@ -167,23 +183,20 @@ impl Http {
     }
 
     /// A new token from the token endpoint.
-    fn fetch_token(&self) -> Result<Token, StepikError> {
+    async fn fetch_token(&self) -> Result<Token, StepikError> {
         let issued = Instant::now();
         let token = net::run(
             &self.client,
             &self.backoff,
             &self.token_counters,
             &*self.logger,
-            &self.before_retry("an OAuth token", None),
+            &self.before_retry("an OAuth token", &|| false),
             self.api.token(),
-        )?;
+        )
+        .await?;
         Ok(Token {
             renew_at: token.renew_after().map(|after| issued + after),
             bearer: token.access_token,
         })
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

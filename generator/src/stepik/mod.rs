@@ -58,12 +58,10 @@ impl StepikClient {
 
     /// The account the token acts as (`GET /api/stepics/1`): a preflight for credentials.
     pub fn whoami(&self) -> Result<StepikUser, StepikError> {
-        stepik::read_user(self.http.get_page(
-            "/api/stepics/1",
-            "users",
-            "the token's own user",
-            None,
-        )?)
+        stepik::read_user(
+            self.http
+                .get_page("/api/stepics/1", "users", "the token's own user")?,
+        )
     }
 
     /// A course (`GET /api/courses/{id}`).
@@ -72,7 +70,6 @@ impl StepikClient {
             &format!("/api/courses/{id}"),
             "courses",
             &format!("course {id}"),
-            None,
         )?;
         stepik::read_course(id, listing)
     }
@@ -112,7 +109,6 @@ impl StepikClient {
             &stepik::learner_path(course_id, user_id),
             "course-grades",
             &format!("the grade-book row of learner {user_id} in course {course_id}"),
-            None,
         )?;
         Ok(stepik::GradePage::digest(listing.items, false, rule)
             .learners

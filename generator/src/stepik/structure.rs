@@ -238,7 +238,7 @@ fn fetch_batch<T: Object>(
             1 => format!("/api/{}?{query}", T::RESOURCE),
             _ => format!("/api/{}?{query}&page={page}", T::RESOURCE),
         };
-        let listing = match client.http.get_page::<T>(&path, T::RESOURCE, &what, None) {
+        let listing = match client.http.get_page::<T>(&path, T::RESOURCE, &what) {
             Err(StepikError::Http { status: 431, .. }) if ids.len() > 1 && page == 1 => {
                 client.http.log(&format!(
                     "{what}: HTTP 431 (URL too long), splitting the batch"
