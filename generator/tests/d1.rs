@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use generator::d1::{
+use d1::{
     self, D1, D1Error, LocalD1, MAX_STATEMENTS_PER_BATCH, RemoteD1, RetryPolicy, SqlValue,
     Statement, inline, quote,
 };
 use serde_json::{Value, json};
 
-#[path = "common/local_d1.rs"]
-mod local_d1;
+#[allow(dead_code)] // Not every helper serves every test binary.
+mod common;
 
-use local_d1::{migrated_local_d1, repo_root};
+use common::local_d1::{migrated_local_d1, repo_root};
 
 // ---------------------------------------------------------------------------------------
 // quote / inline

@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::{
     Outcome, Target, UserRef, fetch_user, guard, guard_user_exists, json_column, validate,
 };
-use crate::d1::{SqlValue, Statement};
 use crate::sync::boomstream::{RemovalReason, removal_statement};
+use d1::{SqlValue, Statement};
 
 /// The videos named, validated, without repeats (order kept).
 fn video_ids(videos: &[String]) -> anyhow::Result<Vec<String>> {
@@ -46,7 +46,7 @@ const GRANTS_COLUMN: &str = "(SELECT json_group_object(g.video_id, g.source) FRO
 const VIDEOS_COLUMN: &str =
     "(SELECT json_group_array(id) FROM (SELECT id FROM videos ORDER BY position, id)) AS videos";
 
-fn grants_of(row: &crate::d1::Row) -> BTreeMap<String, String> {
+fn grants_of(row: &d1::Row) -> BTreeMap<String, String> {
     match json_column(row, "grants") {
         Value::Object(map) => map
             .into_iter()

@@ -38,9 +38,9 @@ use anyhow::Context as _;
 
 use super::passwords::{self, Hasher, Progress};
 use super::{Target, validate};
-use crate::d1::{D1, SqlValue, Statement};
-use crate::d1::{row_int, row_text};
 use crate::secret_file;
+use d1::{D1, SqlValue, Statement};
+use d1::{row_int, row_text};
 
 /// The columns an import file may have (`email` is required).
 pub const COLUMNS: [&str; 6] = [

@@ -35,7 +35,7 @@ use serde_json::Value;
 
 pub use script::SqlScript;
 
-use crate::d1::{D1, Row, SqlValue, Statement, row_int, row_text};
+use d1::{D1, Row, SqlValue, Statement, row_int, row_text};
 
 /// Where an operation reads and writes.
 pub enum Target<'a> {

@@ -1,6 +1,6 @@
 //! `generator users …` (one account at a time) and `generator sessions revoke`.
 
-use crate::d1::row_int;
+use d1::row_int;
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
@@ -12,8 +12,8 @@ use super::{
     Outcome, Target, User, UserRef, fetch_user, format_time, guard, guard_user_exists, json_column,
     validate,
 };
-use crate::d1::{D1, SqlValue, Statement};
 use crate::sync::boomstream::{RemovalReason, removal_statement};
+use d1::{D1, SqlValue, Statement};
 
 /// A new account, as `users add` takes it (validate with [`NewUser::new`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

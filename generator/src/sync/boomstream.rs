@@ -31,7 +31,7 @@ use crate::boomstream::{
     AccessProblem, AddedBuyer, BoomstreamClient, BoomstreamError, Buyer, BuyerUpdate,
     boomstream_time, new_access_code,
 };
-use crate::d1::{D1, D1Error, SqlValue, Statement, row_int, row_text};
+use d1::{D1, D1Error, SqlValue, Statement, row_int, row_text};
 
 /// What the push did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -118,7 +118,7 @@ fn ensure_access_codes(
         })
         .collect();
     summary.codes_created += statements.len() as u64;
-    for batch in crate::d1::batches(statements)? {
+    for batch in d1::batches(statements)? {
         db.execute(&batch)?;
     }
     Ok(())
@@ -594,7 +594,7 @@ pub fn push(
                 }
             }
         }
-        for batch in crate::d1::batches(std::mem::take(&mut statements))? {
+        for batch in d1::batches(std::mem::take(&mut statements))? {
             db.execute(&batch)?;
         }
     }
@@ -875,7 +875,7 @@ pub fn remove_pending(
             }
         }
     }
-    for batch in crate::d1::batches(statements)? {
+    for batch in d1::batches(statements)? {
         db.execute(&batch)?;
     }
     Ok(())
@@ -917,6 +917,6 @@ mod tests {
         let answer = AddedBuyer::default();
         let statement = mark(1, "code", &videos, 2, true, None, Some(&answer));
         assert_eq!(statement.params.len(), 7);
-        assert!(crate::d1::batches(vec![statement]).is_ok());
+        assert!(d1::batches(vec![statement]).is_ok());
     }
 }

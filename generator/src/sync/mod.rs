@@ -20,8 +20,8 @@ use course_core::site::{CourseStructure, SiteConfig};
 use course_core::unlock::LearnerProgress;
 use serde::Serialize;
 
-use crate::d1::{self, D1, SqlValue, Statement};
 use crate::stepik::{Learner, PassRule, StepikClient, StepikConfig};
+use d1::{D1, SqlValue, Statement};
 
 /// Everything a sync run needs besides its D1 target.
 pub struct SyncOptions {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use course_core::site::{CourseStructure, SiteConfig, Video};
 use course_core::unlock::{Coverage, LearnerProgress};
 
-use crate::d1::{SqlValue, Statement};
+use d1::{SqlValue, Statement};
 
 /// Where a grant came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -944,7 +944,7 @@ mod tests {
         assert_eq!(rows("INSERT INTO boomstream_removals", 2), (3, 120));
         assert_eq!(out.len(), 31 + 3 + 3 + 42);
         // The D1 layer accepts every one of them.
-        let batches = crate::d1::batches(out).expect("statements within D1's limits");
+        let batches = d1::batches(out).expect("statements within D1's limits");
         assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 79);
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::plan::{DbState, ProgressRow, Source, VideoRow};
-use crate::d1::{D1, D1Error, Row, SqlValue, Statement, row_int, row_text};
+use d1::{D1, D1Error, Row, SqlValue, Statement, row_int, row_text};
 
 const PAGE: i64 = 5_000;
 
