@@ -5,7 +5,15 @@
 //! Both sit behind the [`D1`] trait. Statements carry `?1`, `?2`, … placeholders and their
 //! values separately. The remote side sends them as bound parameters; the local side
 //! renders them into SQL literals with [`inline`], because `wrangler d1 execute` has no way
-//! to bind parameters.
+//! to bind parameters. Rows come back as JSON objects ([`Row`]); [`D1Ext::query_as`]
+//! reads each as a `T: Deserialize`, and [`D1Ext::query_pages`] reads a table a page at a
+//! time (keyset pagination).
+//!
+//! The modules, by concern: this one (the trait and its types, D1's limits, [`batches`]),
+//! `sql` (the literal inliner: [`quote`], [`inline`]), `local` ([`LocalD1`], wrangler),
+//! `remote` ([`RemoteD1`], the HTTP API; all sending in one method), `rows` (typed rows,
+//! paging) and, with the `sqlite` feature, `sqlite`: an in-memory SQLite double for
+//! tests and benchmarks.
 //!
 //! Decisions worth knowing:
 //! - Text containing NUL: SQLite string literals end at a NUL byte, so [`quote`] renders
@@ -29,6 +37,7 @@
 
 mod local;
 mod remote;
+mod rows;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -38,6 +47,7 @@ pub use remote::{
     DEFAULT_API_BASE, ENV_ACCOUNT_ID, ENV_API_BASE, ENV_API_TOKEN, ENV_DATABASE_ID, RemoteD1,
     RetryPolicy,
 };
+pub use rows::{D1Ext, from_row, null_as_default};
 pub use sql::{inline, quote};
 
 use serde_json::{Map, Value, json};
@@ -160,21 +170,9 @@ impl Statement {
     }
 }
 
-/// One result row: column name → value.
+/// One result row: column name → value. Read it as a type with [`from_row`] (or a whole
+/// query with [`D1Ext::query_as`]).
 pub type Row = Map<String, Value>;
-
-/// An integer column of a row (D1 returns numbers as JSON numbers, maybe as floats).
-pub fn row_int(row: &Row, key: &str) -> Option<i64> {
-    match row.get(key)? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        _ => None,
-    }
-}
-
-/// A text column of a row.
-pub fn row_text(row: &Row, key: &str) -> Option<String> {
-    row.get(key)?.as_str().map(str::to_owned)
-}
 
 /// What an [`D1::execute`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -209,6 +207,10 @@ pub enum D1Error {
     /// The D1 API could not be reached, after retries.
     #[error("D1 API unreachable: {0}")]
     Transport(String),
+    /// A result row that does not fit the type it is read as ([`D1Ext::query_as`],
+    /// [`from_row`]): names the query (its start) and the column.
+    #[error("reading a row of `{query}`: {message}")]
+    Row { query: String, message: String },
     /// Wrangler's output or the API's response was not shaped as expected.
     #[error("unexpected D1 response: {0}")]
     Response(String),

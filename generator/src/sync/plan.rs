@@ -18,8 +18,8 @@ pub enum Source {
     Manual,
 }
 
-/// A learner's progress as stored in `learner_progress`.
-#[derive(Debug, Clone, PartialEq)]
+/// A learner's progress as stored in `learner_progress` (a row of it, read by column).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct ProgressRow {
     /// Graded steps passed in the whole course.
     pub steps_passed: i64,
@@ -35,8 +35,8 @@ pub struct ProgressRow {
     pub next_missing: Option<i64>,
 }
 
-/// A video as stored in `videos`.
-#[derive(Debug, Clone, PartialEq)]
+/// A video as stored in `videos` (a row of it, read by column).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct VideoRow {
     /// Title.
     pub title: String,
