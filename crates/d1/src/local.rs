@@ -30,8 +30,8 @@ const LOCAL_CHANGES_COLUMN: &str = "__generator_total_changes";
 /// `execute` writes all statements, literals inlined, into one SQL file, which wrangler
 /// runs as one transaction (a failing statement rolls the whole file back); more than
 /// [`LOCAL_FILE_MAX_BYTES`] of SQL is split into several files, each its own transaction.
-/// Statements are held to the same limits as remote ones (see [`batches`]), so that what
-/// works locally also works in production.
+/// Statements are held to the same limits as remote ones (see [`batches`](crate::batches)),
+/// so that what works locally also works in production.
 #[derive(Debug, Clone)]
 pub struct LocalD1 {
     repo_root: PathBuf,
