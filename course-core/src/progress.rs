@@ -16,8 +16,8 @@ pub enum Source {
     Manual,
 }
 
-/// A learner's progress as stored in `learner_progress`.
-#[derive(Debug, Clone, PartialEq)]
+/// A learner's progress as stored in `learner_progress` (a row of it, read by column).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct ProgressRow {
     /// Graded steps passed in the whole course.
     pub steps_passed: i64,

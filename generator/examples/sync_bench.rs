@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use course_core::site::SiteConfig;
-use generator::d1::{D1, D1Error, ExecuteReport, Row, Statement};
+use d1::{D1, D1Error, ExecuteReport, Row, Statement};
 use generator::stepik::{PassRule, StepikConfig};
 use generator::sync::{self, SyncOptions};
 use serde_json::{Value, json};
@@ -516,11 +516,7 @@ struct D1Counters {
 }
 
 // The tests' SQLite D1: its migrations and statement runner (limits checked as D1 does).
-#[path = "../tests/common/sqlite_d1.rs"]
-#[allow(dead_code)]
-mod sqlite_d1;
-
-use sqlite_d1::run as run_statement;
+use d1::sqlite::{self as sqlite_d1, run as run_statement};
 
 const TABLES: [&str; 5] = ["users", "videos", "grants", "learner_progress", "sync_runs"];
 

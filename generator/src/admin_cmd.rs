@@ -5,12 +5,12 @@ use std::io::{IsTerminal as _, Read as _};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use d1::{D1, LocalD1, RemoteD1};
 use generator::admin::import::{self, ImportOptions};
 use generator::admin::passwords::{self, Argon2, Progress};
 use generator::admin::users::{self, Link, NewUser};
 use generator::admin::{Outcome, SqlScript, Target, grants, validate};
 use generator::boomstream::{BoomstreamClient, BoomstreamConfig};
-use generator::d1::{D1, LocalD1, RemoteD1};
 use generator::secret_file;
 use generator::sync::boomstream::{PushOptions, settle};
 

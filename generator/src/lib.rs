@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod boomstream;
-pub mod d1;
 pub mod demo;
 pub(crate) mod net;
 pub mod secret_file;

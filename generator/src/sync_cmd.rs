@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use generator::d1::{D1, LocalD1, RemoteD1};
+use d1::{D1, LocalD1, RemoteD1};
 use generator::stepik::{PassRule, StepikConfig};
 use generator::sync::{self, SyncOptions};
 

@@ -12,26 +12,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
+use d1::{D1, D1Error, ExecuteReport, LocalD1, Row, SqlValue, Statement};
 use generator::admin::import::{self, ImportOptions, ImportReport, Problems};
 use generator::admin::passwords::{self, Argon2, Hasher, Progress};
 use generator::admin::users::{self, Link, NewUser};
 use generator::admin::{SqlScript, Target, UserRef, grants, validate};
-use generator::d1::{self, D1, D1Error, ExecuteReport, LocalD1, Row, SqlValue, Statement};
 use rusqlite::Connection;
 
-#[path = "common/boomstream.rs"]
-#[allow(dead_code)]
-mod boomstream_stand_in;
-#[path = "common/local_d1.rs"]
-#[allow(dead_code)]
-mod local_d1;
-#[path = "common/request.rs"]
-mod request;
-#[path = "common/sqlite_d1.rs"]
-#[allow(dead_code)]
-mod sqlite_d1;
+#[allow(dead_code)] // Not every helper serves every test binary.
+mod common;
 
-use local_d1::{migrated_local_d1, persist_dir, repo_root, wrangler};
+use common::boomstream as boomstream_stand_in;
+use common::local_d1::{migrated_local_d1, persist_dir, repo_root, wrangler};
+use d1::sqlite;
 use rusqlite::types::ValueRef;
 use serde_json::{Value, json};
 
@@ -68,7 +61,7 @@ struct MemoryD1 {
 impl MemoryD1 {
     fn migrated() -> Self {
         Self {
-            conn: sqlite_d1::migrated_connection(),
+            conn: sqlite::migrated_connection(),
             writes: Vec::new(),
         }
     }

@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use generator::d1::{
-    self, D1, D1Error, LocalD1, MAX_STATEMENTS_PER_BATCH, RemoteD1, RetryPolicy, SqlValue,
+use d1::{
+    D1, D1Error, D1Ext as _, LocalD1, MAX_STATEMENTS_PER_BATCH, RemoteD1, RetryPolicy, SqlValue,
     Statement, inline, quote,
 };
 use serde_json::{Value, json};
 
-#[path = "common/local_d1.rs"]
-mod local_d1;
+#[allow(dead_code)] // Not every helper serves every test binary.
+mod common;
 
-use local_d1::{migrated_local_d1, repo_root};
+use common::local_d1::{migrated_local_d1, repo_root};
 
 // ---------------------------------------------------------------------------------------
 // quote / inline
@@ -377,6 +377,43 @@ fn local_d1_round_trips_values_and_rolls_back_failed_files() {
     assert_eq!(row["title"], json!("Введение: what's ?1"));
     assert_eq!(row["media_code"], json!("abc123"));
     assert_eq!(row["source"], json!("manual"));
+
+    // Rows read as a type: wrangler's numbers, a NULL and a SQL boolean fit it.
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Typed {
+        id: i64,
+        email: Option<String>,
+        telegram_id: i64,
+        password_hash: Option<String>,
+        manual: bool,
+        score: f64,
+    }
+    let typed: Vec<Typed> = db
+        .query_as(&Statement::new(
+            "SELECT u.id, u.email, u.telegram_id, u.password_hash, g.source = 'manual' AS manual, \
+             2.5 AS score FROM grants g JOIN users u ON u.id = g.user_id",
+        ))
+        .unwrap();
+    assert_eq!(
+        typed,
+        [Typed {
+            id: 1,
+            email: Some("anna@example.com".into()),
+            telegram_id: 4_503_599_627_370_495,
+            password_hash: None,
+            manual: true,
+            score: 2.5,
+        }]
+    );
+    // A row that does not fit is an error naming the query and the column.
+    let error = db
+        .query_as::<Typed>(&Statement::new("SELECT 'one' AS id FROM users"))
+        .unwrap_err();
+    assert!(
+        matches!(&error, D1Error::Row { query, message }
+            if query == "SELECT 'one' AS id FROM users" && message.contains("column `id`")),
+        "{error}"
+    );
 
     // A failing query reports SQLite's message.
     let error = db

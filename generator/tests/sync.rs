@@ -1,6 +1,6 @@
 //! `generator sync` end to end: the real Stepik client against the Stepik stand-in
 //! (`stepik/mock.rs`, the invented fixture course 9001), the real planner, and every SQL
-//! statement run by a real SQLite (in memory, `common/sqlite_d1.rs`); then the real
+//! statement run by a real SQLite (in memory, `d1::sqlite`); then the real
 //! local D1 through wrangler, and the command line.
 //!
 //! The fixtures: Alice (100001) passed every graded step (score 8), Bob (100002) lessons
@@ -17,9 +17,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::local_d1::{migrated_local_d1, persist_dir, repo_root};
-use common::sqlite_d1::SqliteD1;
 use course_core::site::{CourseStructure, SubscriptionKind};
-use generator::d1::{D1, D1Error, ExecuteReport, Row, Statement};
+use d1::sqlite::SqliteD1;
+use d1::{D1, D1Error, ExecuteReport, Row, Statement};
 use generator::stepik::PassRule;
 use generator::sync::{self, Summary, SyncOptions};
 use mock::{CLIENT_SECRET, Mock, Reply, Setup, fixture};

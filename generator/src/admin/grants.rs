@@ -15,10 +15,10 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use super::{
-    Outcome, Target, UserRef, fetch_user, guard, guard_user_exists, json_column, validate,
+    Outcome, Target, UserRef, fetch_user_with, guard, guard_user_exists, json_column, validate,
 };
-use crate::d1::{SqlValue, Statement};
 use crate::sync::boomstream::{RemovalReason, removal_statement};
+use d1::{SqlValue, Statement};
 
 /// The videos named, validated, without repeats (order kept).
 fn video_ids(videos: &[String]) -> anyhow::Result<Vec<String>> {
@@ -46,8 +46,15 @@ const GRANTS_COLUMN: &str = "(SELECT json_group_object(g.video_id, g.source) FRO
 const VIDEOS_COLUMN: &str =
     "(SELECT json_group_array(id) FROM (SELECT id FROM videos ORDER BY position, id)) AS videos";
 
-fn grants_of(row: &crate::d1::Row) -> BTreeMap<String, String> {
-    match json_column(row, "grants") {
+/// A user's [`GRANTS_COLUMN`] and [`VIDEOS_COLUMN`] (when selected), JSON text.
+#[derive(serde::Deserialize)]
+struct GrantColumns {
+    grants: Option<String>,
+    videos: Option<String>,
+}
+
+fn grants_of(columns: &GrantColumns) -> BTreeMap<String, String> {
+    match json_column(columns.grants.as_deref()) {
         Value::Object(map) => map
             .into_iter()
             .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
@@ -61,8 +68,9 @@ pub fn add(target: &mut Target<'_>, who: &UserRef, videos: &[String]) -> anyhow:
     let ids = video_ids(videos)?;
     match target {
         Target::Db(db) => {
-            let (user, row) = fetch_user(&mut **db, who, &[GRANTS_COLUMN, VIDEOS_COLUMN], vec![])?;
-            let known: Vec<String> = match json_column(&row, "videos") {
+            let (user, columns): (_, GrantColumns) =
+                fetch_user_with(&mut **db, who, &[GRANTS_COLUMN, VIDEOS_COLUMN], vec![])?;
+            let known: Vec<String> = match json_column(columns.videos.as_deref()) {
                 Value::Array(items) => items
                     .iter()
                     .filter_map(|v| v.as_str().map(str::to_owned))
@@ -85,7 +93,7 @@ pub fn add(target: &mut Target<'_>, who: &UserRef, videos: &[String]) -> anyhow:
                     }
                 );
             }
-            let grants = grants_of(&row);
+            let grants = grants_of(&columns);
             let mut outcome = Outcome::default();
             let mut statements = Vec::new();
             for id in &ids {
@@ -163,8 +171,9 @@ pub fn remove(
     let ids = video_ids(videos)?;
     match target {
         Target::Db(db) => {
-            let (user, row) = fetch_user(&mut **db, who, &[GRANTS_COLUMN], vec![])?;
-            let grants = grants_of(&row);
+            let (user, columns): (_, GrantColumns) =
+                fetch_user_with(&mut **db, who, &[GRANTS_COLUMN], vec![])?;
+            let grants = grants_of(&columns);
             let mut outcome = Outcome::default();
             let mut statements = Vec::new();
             for id in &ids {

@@ -38,9 +38,8 @@ use anyhow::Context as _;
 
 use super::passwords::{self, Hasher, Progress};
 use super::{Target, validate};
-use crate::d1::{D1, SqlValue, Statement};
-use crate::d1::{row_int, row_text};
 use crate::secret_file;
+use d1::{D1, D1Ext as _, SqlValue, Statement};
 
 /// The columns an import file may have (`email` is required).
 pub const COLUMNS: [&str; 6] = [
@@ -55,7 +54,7 @@ pub const COLUMNS: [&str; 6] = [
 /// New accounts per multi-row `INSERT` (6 values each: D1 binds at most 100).
 const ROWS_PER_INSERT: usize = 16;
 /// Users read per query.
-const PAGE: i64 = 5_000;
+const PAGE: usize = 5_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Column {
@@ -467,10 +466,12 @@ pub struct ImportReport {
     pub messages: Vec<String>,
 }
 
-/// An existing account as the import compares it.
+/// An existing account as the import compares it (a row of `users`).
+#[derive(serde::Deserialize)]
 struct Existing {
     id: i64,
     email: Option<String>,
+    #[serde(default)]
     name: String,
     telegram_id: Option<i64>,
     stepik_user_id: Option<i64>,
@@ -508,37 +509,23 @@ enum Action {
 /// Reads every user, a page at a time.
 fn read_users(db: &mut dyn D1) -> anyhow::Result<Vec<Existing>> {
     let mut users = Vec::new();
-    let mut after = 0_i64;
-    loop {
-        let rows = db
-            .query(
-                &Statement::new(
-                    "SELECT id, email, name, telegram_id, stepik_user_id, password_hash, access_code \
-                     FROM users \
-                     WHERE id > ?1 ORDER BY id LIMIT ?2",
-                )
-                .bind(after)
-                .bind(PAGE),
+    db.query_pages(
+        PAGE,
+        0_i64,
+        |after, limit| {
+            Statement::new(
+                "SELECT id, email, name, telegram_id, stepik_user_id, password_hash, access_code \
+                 FROM users \
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
             )
-            .context("reading the existing users")?;
-        let full = rows.len() as i64 == PAGE;
-        for row in rows {
-            let id = row_int(&row, "id").context("a user row without an id")?;
-            after = id;
-            users.push(Existing {
-                id,
-                email: row_text(&row, "email"),
-                name: row_text(&row, "name").unwrap_or_default(),
-                telegram_id: row_int(&row, "telegram_id"),
-                stepik_user_id: row_int(&row, "stepik_user_id"),
-                password_hash: row_text(&row, "password_hash"),
-                access_code: row_text(&row, "access_code"),
-            });
-        }
-        if !full {
-            return Ok(users);
-        }
-    }
+            .bind(*after)
+            .bind(limit)
+        },
+        |user: &Existing| user.id,
+        |user| users.push(user),
+    )
+    .context("reading the existing users")?;
+    Ok(users)
 }
 
 /// Imports `bytes` (the CSV file `source` names) into `target`. On any problem, returns a

@@ -30,12 +30,13 @@ pub mod validate;
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use serde_json::Value;
 
 pub use script::SqlScript;
 
-use crate::d1::{D1, Row, SqlValue, Statement, row_int, row_text};
+use d1::{D1, D1Ext as _, SqlValue, Statement};
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 /// Where an operation reads and writes.
 pub enum Target<'a> {
@@ -169,11 +170,13 @@ impl UserRef {
     }
 }
 
-/// A user as the admin commands read it (never the password hash itself).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A user as the admin commands read it (never the password hash itself), from a row of
+/// [`User::COLUMNS`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: i64,
     pub email: Option<String>,
+    #[serde(default)]
     pub name: String,
     pub telegram_id: Option<i64>,
     pub stepik_user_id: Option<i64>,
@@ -184,22 +187,9 @@ pub struct User {
 }
 
 impl User {
-    /// The columns [`User::from_row`] reads, for a `SELECT` on `users` aliased `u`.
+    /// The columns a [`User`] is read from, for a `SELECT` on `users` aliased `u`.
     const COLUMNS: &'static str = "u.id, u.email, u.name, u.telegram_id, u.stepik_user_id, \
          u.password_hash IS NOT NULL AS has_password, u.created_at, u.disabled_at";
-
-    fn from_row(row: &Row) -> anyhow::Result<Self> {
-        Ok(Self {
-            id: row_int(row, "id").context("a user row without an id")?,
-            email: row_text(row, "email"),
-            name: row_text(row, "name").unwrap_or_default(),
-            telegram_id: row_int(row, "telegram_id"),
-            stepik_user_id: row_int(row, "stepik_user_id"),
-            has_password: row_int(row, "has_password").unwrap_or(0) != 0,
-            created_at: row_int(row, "created_at").unwrap_or(0),
-            disabled_at: row_int(row, "disabled_at"),
-        })
-    }
 
     /// `anna@example.com (user #3)`, or `user #3` without an e-mail.
     pub fn label(&self) -> String {
@@ -210,15 +200,20 @@ impl User {
     }
 }
 
+/// Reads the user `who` names. Errors when there is no such user.
+fn fetch_user(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<User> {
+    fetch_user_with::<IgnoredAny>(db, who, &[], vec![]).map(|(user, _)| user)
+}
+
 /// Reads the user `who` names, with `extra` columns (SQL expressions over `u`, each
-/// `… AS name`, placeholders from `?2` on, values in `extra_params`); the row comes back
-/// too for those columns. Errors when there is no such user.
-fn fetch_user(
+/// `… AS name`, placeholders from `?2` on, values in `extra_params`), read from the same
+/// row as an `X`. Errors when there is no such user.
+fn fetch_user_with<X: DeserializeOwned>(
     db: &mut dyn D1,
     who: &UserRef,
     extra: &[&str],
     extra_params: Vec<SqlValue>,
-) -> anyhow::Result<(User, Row)> {
+) -> anyhow::Result<(User, X)> {
     let (condition, value) = who.condition("u", 1);
     let mut columns = User::COLUMNS.to_owned();
     for e in extra {
@@ -227,16 +222,12 @@ fn fetch_user(
     }
     let mut params = vec![value];
     params.extend(extra_params);
-    let rows = db
-        .query(&Statement::with_params(
-            format!("SELECT {columns} FROM users u WHERE {condition}"),
-            params,
-        ))
-        .with_context(|| format!("looking up {who}"))?;
-    let Some(row) = rows.into_iter().next() else {
-        bail!("{} (see `generator users list`)", who.missing());
-    };
-    Ok((User::from_row(&row)?, row))
+    db.query_first(&Statement::with_params(
+        format!("SELECT {columns} FROM users u WHERE {condition}"),
+        params,
+    ))
+    .with_context(|| format!("looking up {who}"))?
+    .with_context(|| format!("{} (see `generator users list`)", who.missing()))
 }
 
 /// A guard for scripts: a statement that stops the file with `message` when
@@ -264,13 +255,11 @@ fn guard_user_exists(who: &UserRef) -> Statement {
     )
 }
 
-/// A column holding JSON text (`json_group_array(…)` and the like), parsed.
-fn json_column(row: &Row, key: &str) -> Value {
-    match row.get(key) {
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
-        Some(other) => other.clone(),
-        None => Value::Null,
-    }
+/// A column holding JSON text (`json_group_array(…)` and the like), parsed (NULL, or
+/// text that is not JSON, as `null`).
+fn json_column(text: Option<&str>) -> Value {
+    text.and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// Unix seconds as `2025-03-01 14:05 UTC`.

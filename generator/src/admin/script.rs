@@ -9,8 +9,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
-use crate::d1::{self, Statement};
 use crate::secret_file;
+use d1::Statement;
 
 enum Item {
     Comment(String),

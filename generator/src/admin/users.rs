@@ -1,6 +1,5 @@
 //! `generator users …` (one account at a time) and `generator sessions revoke`.
 
-use crate::d1::row_int;
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
@@ -9,11 +8,17 @@ use serde_json::Value;
 
 use super::passwords::Hasher;
 use super::{
-    Outcome, Target, User, UserRef, fetch_user, format_time, guard, guard_user_exists, json_column,
-    validate,
+    Outcome, Target, User, UserRef, fetch_user, fetch_user_with, format_time, guard,
+    guard_user_exists, json_column, validate,
 };
-use crate::d1::{D1, SqlValue, Statement};
 use crate::sync::boomstream::{RemovalReason, removal_statement};
+use d1::{D1, D1Ext as _, SqlValue, Statement};
+
+/// A `(SELECT count(*) FROM grants …) AS grants` column.
+#[derive(serde::Deserialize)]
+struct GrantCount {
+    grants: i64,
+}
 
 /// A new account, as `users add` takes it (validate with [`NewUser::new`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +84,8 @@ pub fn add(
     };
     match target {
         Target::Db(db) => {
-            let rows = db
-                .query(
+            let others: Vec<User> = db
+                .query_as(
                     &Statement::new(format!(
                         "SELECT {} FROM users u WHERE u.email = ?1 OR u.telegram_id = ?2 OR u.stepik_user_id = ?3",
                         User::COLUMNS
@@ -91,8 +96,7 @@ pub fn add(
                 )
                 .context("checking for existing accounts")?;
             let mut problems = Vec::new();
-            for row in &rows {
-                let other = User::from_row(row)?;
+            for other in others {
                 if other.email.as_deref() == Some(user.email.as_str()) {
                     problems.push(format!("{} already exists", other.label()));
                 }
@@ -273,7 +277,7 @@ pub fn set_disabled(
     };
     match target {
         Target::Db(db) => {
-            let (user, _) = fetch_user(&mut **db, who, &[], vec![])?;
+            let user = fetch_user(&mut **db, who)?;
             match (disable, user.disabled_at) {
                 (true, Some(at)) => {
                     return Ok(Outcome::unchanged(format!(
@@ -361,13 +365,12 @@ pub fn delete(target: &mut Target<'_>, who: &UserRef) -> anyhow::Result<Outcome>
     };
     match target {
         Target::Db(db) => {
-            let (user, row) = fetch_user(
+            let (user, GrantCount { grants }) = fetch_user_with(
                 &mut **db,
                 who,
                 &["(SELECT count(*) FROM grants g WHERE g.user_id = u.id) AS grants"],
                 vec![],
             )?;
-            let grants = row_int(&row, "grants").unwrap_or(0);
             db.execute(&statements("u.id = ?1", "id = ?1", user.id.into()))
                 .with_context(|| format!("deleting {}", user.label()))?;
             Ok(Outcome::changed(format!(
@@ -424,7 +427,7 @@ pub fn rotate_access_code(target: &mut Target<'_>, who: &UserRef) -> anyhow::Res
     };
     match target {
         Target::Db(db) => {
-            let (user, _) = fetch_user(&mut **db, who, &[], vec![])?;
+            let user = fetch_user(&mut **db, who)?;
             let code = crate::boomstream::try_new_access_code()?;
             db.execute(&statements(
                 "u.id = ?1",
@@ -510,8 +513,12 @@ pub fn link(
                 params.push((*id).into());
                 holders.push(format!("u.{} = ?{}", link.column(), params.len()));
             }
-            let rows = db
-                .query(&Statement::with_params(
+            #[derive(serde::Deserialize)]
+            struct IsTarget {
+                is_target: bool,
+            }
+            let rows: Vec<(User, IsTarget)> = db
+                .query_as(&Statement::with_params(
                     format!(
                         "SELECT {}, ({condition}) AS is_target FROM users u WHERE ({condition}) OR {}",
                         User::COLUMNS,
@@ -522,9 +529,8 @@ pub fn link(
                 .with_context(|| format!("looking up {who}"))?;
             let mut target_user = None;
             let mut others = Vec::new();
-            for row in &rows {
-                let user = User::from_row(row)?;
-                if row_int(row, "is_target").unwrap_or(0) != 0 {
+            for (user, IsTarget { is_target }) in rows {
+                if is_target {
                     target_user = Some(user);
                 } else {
                     others.push(user);
@@ -647,7 +653,7 @@ pub fn unlink(target: &mut Target<'_>, who: &UserRef, links: &[Link]) -> anyhow:
         .collect();
     match target {
         Target::Db(db) => {
-            let (user, _) = fetch_user(&mut **db, who, &[], vec![])?;
+            let user = fetch_user(&mut **db, who)?;
             let mut messages = Vec::new();
             let mut changes = Vec::new();
             for link in links {
@@ -714,13 +720,17 @@ pub fn unlink(target: &mut Target<'_>, who: &UserRef, links: &[Link]) -> anyhow:
 
 /// The account and how many session rows it has.
 fn fetch_user_with_sessions(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<(User, i64)> {
-    let (user, row) = fetch_user(
+    #[derive(serde::Deserialize)]
+    struct Sessions {
+        sessions: i64,
+    }
+    let (user, Sessions { sessions }) = fetch_user_with(
         db,
         who,
         &["(SELECT count(*) FROM sessions s WHERE s.user_id = u.id) AS sessions"],
         vec![],
     )?;
-    Ok((user, row_int(&row, "sessions").unwrap_or(0)))
+    Ok((user, sessions))
 }
 
 /// `sessions revoke`: deletes every session of the account, signing the student out
@@ -783,7 +793,13 @@ pub struct UserDetails {
 
 /// `users show`: the account, its grants, sessions and progress (one query).
 pub fn show(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<UserDetails> {
-    let (user, row) = fetch_user(
+    #[derive(serde::Deserialize)]
+    struct Details {
+        active_sessions: i64,
+        grants: Option<String>,
+        progress: Option<String>,
+    }
+    let (user, details): (_, Details) = fetch_user_with(
         db,
         who,
         &[
@@ -797,7 +813,7 @@ pub fn show(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<UserDetails> {
         ],
         vec![],
     )?;
-    let grants = match json_column(&row, "grants") {
+    let grants = match json_column(details.grants.as_deref()) {
         Value::Array(items) => items
             .iter()
             .map(|g| GrantInfo {
@@ -809,13 +825,13 @@ pub fn show(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<UserDetails> {
             .collect(),
         _ => Vec::new(),
     };
-    let progress = match json_column(&row, "progress") {
+    let progress = match json_column(details.progress.as_deref()) {
         Value::Null => None,
         other => Some(other),
     };
     Ok(UserDetails {
         user,
-        active_sessions: row_int(&row, "active_sessions").unwrap_or(0),
+        active_sessions: details.active_sessions,
         grants,
         progress,
     })
@@ -902,39 +918,27 @@ pub struct UserSummary {
 
 /// `users list`: every account in id order (only disabled ones with `disabled_only`).
 pub fn list(db: &mut dyn D1, disabled_only: bool) -> anyhow::Result<Vec<UserSummary>> {
-    const PAGE: i64 = 5_000;
+    const PAGE: usize = 5_000;
+    let sql = format!(
+        "SELECT {}, (SELECT count(*) FROM grants g WHERE g.user_id = u.id) AS grants \
+         FROM users u WHERE u.id > ?1{} ORDER BY u.id LIMIT ?2",
+        User::COLUMNS,
+        if disabled_only {
+            " AND u.disabled_at IS NOT NULL"
+        } else {
+            ""
+        }
+    );
     let mut out = Vec::new();
-    let mut after = 0_i64;
-    loop {
-        let rows = db
-            .query(
-                &Statement::new(format!(
-                    "SELECT {}, (SELECT count(*) FROM grants g WHERE g.user_id = u.id) AS grants \
-                     FROM users u WHERE u.id > ?1{} ORDER BY u.id LIMIT ?2",
-                    User::COLUMNS,
-                    if disabled_only {
-                        " AND u.disabled_at IS NOT NULL"
-                    } else {
-                        ""
-                    }
-                ))
-                .bind(after)
-                .bind(PAGE),
-            )
-            .context("listing users")?;
-        let full = rows.len() as i64 == PAGE;
-        for row in &rows {
-            let user = User::from_row(row)?;
-            after = user.id;
-            out.push(UserSummary {
-                grants: row_int(row, "grants").unwrap_or(0),
-                user,
-            });
-        }
-        if !full {
-            return Ok(out);
-        }
-    }
+    db.query_pages(
+        PAGE,
+        0_i64,
+        |after, limit| Statement::new(&sql).bind(*after).bind(limit),
+        |(user, _): &(User, GrantCount)| user.id,
+        |(user, GrantCount { grants })| out.push(UserSummary { user, grants }),
+    )
+    .context("listing users")?;
+    Ok(out)
 }
 
 /// `users list` as an aligned table.

@@ -25,13 +25,13 @@
 use std::collections::BTreeMap;
 
 use course_core::site::{SiteConfig, SubscriptionKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::boomstream::{
     AccessProblem, AddedBuyer, BoomstreamClient, BoomstreamError, Buyer, BuyerUpdate,
     boomstream_time, new_access_code,
 };
-use crate::d1::{D1, D1Error, SqlValue, Statement, row_int, row_text};
+use d1::{D1, D1Error, D1Ext as _, SqlValue, Statement};
 
 /// What the push did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -80,8 +80,8 @@ pub struct PushOptions {
     pub only_user: Option<i64>,
 }
 
-/// A grant waiting for Boomstream (or re-checked).
-#[derive(Clone)]
+/// A grant waiting for Boomstream (or re-checked), read by column.
+#[derive(Clone, Deserialize)]
 struct Pending {
     user_id: i64,
     video_id: String,
@@ -100,7 +100,11 @@ fn ensure_access_codes(
     only_user: Option<i64>,
     summary: &mut PushSummary,
 ) -> Result<(), D1Error> {
-    let rows = db.query(
+    #[derive(Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let rows: Vec<Id> = db.query_as(
         &Statement::new(
             "SELECT id FROM users WHERE access_code IS NULL AND (?1 = 0 OR id = ?1) \
              AND id IN (SELECT user_id FROM grants)",
@@ -108,9 +112,8 @@ fn ensure_access_codes(
         .bind(only_user.unwrap_or(0)),
     )?;
     let statements: Vec<Statement> = rows
-        .iter()
-        .filter_map(|r| row_int(r, "id"))
-        .map(|id| {
+        .into_iter()
+        .map(|Id { id }| {
             Statement::with_params(
                 "UPDATE users SET access_code = ?2 WHERE id = ?1 AND access_code IS NULL",
                 vec![id.into(), new_access_code().into()],
@@ -118,60 +121,52 @@ fn ensure_access_codes(
         })
         .collect();
     summary.codes_created += statements.len() as u64;
-    for batch in crate::d1::batches(statements)? {
+    for batch in d1::batches(statements)? {
         db.execute(&batch)?;
     }
     Ok(())
 }
 
 /// Rows per query when reading the grants that wait for Boomstream.
-const PAGE: i64 = 5_000;
+const PAGE: usize = 5_000;
+
+/// A `count(*) AS n` row.
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
 
 /// Every grant Boomstream has not confirmed (every grant, with `recheck`), of students
 /// not disabled, by user and video, read a page at a time (a first run over a large
 /// course has many).
 fn pending(db: &mut dyn D1, opts: PushOptions) -> Result<Vec<Pending>, D1Error> {
     let mut out = Vec::new();
-    let (mut after_user, mut after_video) = (0i64, String::new());
-    loop {
-        let rows = db.query(&Statement::with_params(
-            "SELECT g.user_id, g.video_id, u.email, u.name, u.access_code, \
-             g.boomstream_confirmed_at IS NOT NULL AS confirmed, \
-             g.boomstream_attempted_at IS NOT NULL AS sent_before FROM grants g \
-             JOIN users u ON u.id = g.user_id \
-             WHERE (g.boomstream_confirmed_at IS NULL OR ?4 = 1) AND u.disabled_at IS NULL \
-             AND (?5 = 0 OR g.user_id = ?5) \
-             AND (g.user_id, g.video_id) > (?1, ?2) \
-             ORDER BY g.user_id, g.video_id LIMIT ?3",
-            vec![
-                after_user.into(),
-                after_video.clone().into(),
-                PAGE.into(),
-                i64::from(opts.recheck).into(),
-                opts.only_user.unwrap_or(0).into(),
-            ],
-        ))?;
-        let full = rows.len() as i64 == PAGE;
-        out.extend(rows.iter().filter_map(|r| {
-            Some(Pending {
-                user_id: row_int(r, "user_id")?,
-                video_id: row_text(r, "video_id")?,
-                email: row_text(r, "email"),
-                name: row_text(r, "name").unwrap_or_default(),
-                access_code: row_text(r, "access_code"),
-                confirmed: row_int(r, "confirmed").unwrap_or(0) != 0,
-                sent_before: row_int(r, "sent_before").unwrap_or(0) != 0,
-            })
-        }));
-        // The next page starts after this page's last row, parsed or not.
-        match rows
-            .last()
-            .and_then(|r| Some((row_int(r, "user_id")?, row_text(r, "video_id")?)))
-        {
-            Some((user, video)) if full => (after_user, after_video) = (user, video),
-            _ => return Ok(out),
-        }
-    }
+    db.query_pages(
+        PAGE,
+        (0i64, String::new()),
+        |(after_user, after_video), limit| {
+            Statement::with_params(
+                "SELECT g.user_id, g.video_id, u.email, u.name, u.access_code, \
+                 g.boomstream_confirmed_at IS NOT NULL AS confirmed, \
+                 g.boomstream_attempted_at IS NOT NULL AS sent_before FROM grants g \
+                 JOIN users u ON u.id = g.user_id \
+                 WHERE (g.boomstream_confirmed_at IS NULL OR ?4 = 1) AND u.disabled_at IS NULL \
+                 AND (?5 = 0 OR g.user_id = ?5) \
+                 AND (g.user_id, g.video_id) > (?1, ?2) \
+                 ORDER BY g.user_id, g.video_id LIMIT ?3",
+                vec![
+                    (*after_user).into(),
+                    after_video.into(),
+                    limit.into(),
+                    i64::from(opts.recheck).into(),
+                    opts.only_user.unwrap_or(0).into(),
+                ],
+            )
+        },
+        |p: &Pending| (p.user_id, p.video_id.clone()),
+        |p| out.push(p),
+    )?;
+    Ok(out)
 }
 
 /// A list bound as one JSON parameter, for `IN (SELECT value FROM json_each(?n))`:
@@ -386,16 +381,14 @@ pub fn push(
     ensure_access_codes(db, opts.only_user, summary)?;
     if !opts.recheck {
         summary.already_confirmed += db
-            .query(
+            .query_first::<Count>(
                 &Statement::new(
                     "SELECT count(*) AS n FROM grants WHERE boomstream_confirmed_at IS NOT NULL \
                      AND (?1 = 0 OR user_id = ?1)",
                 )
                 .bind(opts.only_user.unwrap_or(0)),
             )?
-            .first()
-            .and_then(|r| row_int(r, "n"))
-            .unwrap_or(0) as u64;
+            .map_or(0, |c| c.n) as u64;
     }
 
     // Boomstream's access equals D1's grants: in a group subscription one buyer entry
@@ -594,7 +587,7 @@ pub fn push(
                 }
             }
         }
-        for batch in crate::d1::batches(std::mem::take(&mut statements))? {
+        for batch in d1::batches(std::mem::take(&mut statements))? {
             db.execute(&batch)?;
         }
     }
@@ -678,15 +671,19 @@ pub fn removal_statement(
 pub const MAX_REMOVAL_REFUSALS: i64 = 5;
 
 /// A pending removal row, with what D1 says of its student now.
+#[derive(Deserialize)]
 struct Removal {
     id: i64,
     user_id: i64,
     access_code: String,
     video_id: String,
     attempts: i64,
-    /// The student exists and still has this access code.
+    /// The student exists and still has this access code (NULL, when the student has no
+    /// code: no).
+    #[serde(deserialize_with = "d1::null_as_default")]
     same_code: bool,
     /// … and is enabled.
+    #[serde(deserialize_with = "d1::null_as_default")]
     active: bool,
 }
 
@@ -704,41 +701,21 @@ pub fn remove_pending(
 ) -> Result<(), D1Error> {
     summary.enabled = true;
     let mut removals = Vec::new();
-    let mut after = 0i64;
-    loop {
-        let rows = db.query(&Statement::with_params(
+    db.query_pages(
+        PAGE,
+        0i64,
+        |after, limit| Statement::with_params(
             "SELECT r.id, r.user_id, r.access_code, r.video_id, r.attempts, \
              (u.id IS NOT NULL AND u.access_code = r.access_code) AS same_code, \
              (u.id IS NOT NULL AND u.disabled_at IS NULL AND u.access_code = r.access_code) AS active \
              FROM boomstream_removals r LEFT JOIN users u ON u.id = r.user_id \
              WHERE r.done_at IS NULL AND r.access_code IS NOT NULL AND r.id > ?1 AND (?2 = 0 OR r.user_id = ?2) \
              ORDER BY r.id LIMIT ?3",
-            vec![after.into(), only_user.unwrap_or(0).into(), PAGE.into()],
-        ))?;
-        let full = rows.len() as i64 == PAGE;
-        for r in &rows {
-            if let (Some(id), Some(user_id), Some(access_code), Some(video_id)) = (
-                row_int(r, "id"),
-                row_int(r, "user_id"),
-                row_text(r, "access_code"),
-                row_text(r, "video_id"),
-            ) {
-                after = id;
-                removals.push(Removal {
-                    id,
-                    user_id,
-                    access_code,
-                    video_id,
-                    attempts: row_int(r, "attempts").unwrap_or(0),
-                    same_code: row_int(r, "same_code").unwrap_or(0) != 0,
-                    active: row_int(r, "active").unwrap_or(0) != 0,
-                });
-            }
-        }
-        if !full {
-            break;
-        }
-    }
+            vec![(*after).into(), only_user.unwrap_or(0).into(), limit.into()],
+        ),
+        |r: &Removal| r.id,
+        |r| removals.push(r),
+    )?;
     // Settled: the code is not kept once Boomstream has let go of it (or never will).
     let settle = |ids: &[i64], outcome: &str, error: Option<&str>| {
         Statement::with_params(
@@ -816,8 +793,9 @@ pub fn remove_pending(
             .find(|v| v.subscription(&config.course) == Some(subscription.as_str()))
             .and_then(|v| v.subscription_kind(&config.course));
         if active && kind == Some(SubscriptionKind::Group) {
-            let left = db.query(&in_subscription("SELECT count(*) AS n FROM grants"))?;
-            if left.first().and_then(|r| row_int(r, "n")).unwrap_or(0) > 0 {
+            let left =
+                db.query_first::<Count>(&in_subscription("SELECT count(*) AS n FROM grants"))?;
+            if left.is_some_and(|c| c.n > 0) {
                 // The buyer of a group subscription sees all of it: still needed.
                 statements.push(settle(&ids, "kept", None));
                 summary.removals_kept += 1;
@@ -875,7 +853,7 @@ pub fn remove_pending(
             }
         }
     }
-    for batch in crate::d1::batches(statements)? {
+    for batch in d1::batches(statements)? {
         db.execute(&batch)?;
     }
     Ok(())
@@ -917,6 +895,6 @@ mod tests {
         let answer = AddedBuyer::default();
         let statement = mark(1, "code", &videos, 2, true, None, Some(&answer));
         assert_eq!(statement.params.len(), 7);
-        assert!(crate::d1::batches(vec![statement]).is_ok());
+        assert!(d1::batches(vec![statement]).is_ok());
     }
 }

@@ -19,8 +19,8 @@ use anyhow::Context as _;
 use course_core::site::{CourseStructure, SiteConfig};
 use serde::Serialize;
 
-use crate::d1::{self, D1, SqlValue, Statement};
 use crate::stepik::{Learner, PassRule, StepikClient, StepikConfig};
+use d1::{D1, D1Ext as _, SqlValue, Statement};
 
 /// Everything a sync run needs besides its D1 target.
 pub struct SyncOptions {
@@ -401,16 +401,18 @@ fn save_structure(path: &Path, structure: &CourseStructure) -> anyhow::Result<()
 }
 
 fn start_run(db: &mut dyn D1) -> anyhow::Result<i64> {
-    let rows = db
-        .query(&Statement {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let run: Option<Id> = db
+        .query_first(&Statement {
             sql: "INSERT INTO sync_runs (started_at, outcome) VALUES (?1, 'running') RETURNING id"
                 .into(),
             params: vec![now().into()],
         })
         .context("recording the sync run in D1")?;
-    rows.first()
-        .and_then(|r| r.get("id"))
-        .and_then(serde_json::Value::as_i64)
+    run.map(|Id { id }| id)
         .context("D1 did not return the sync run's id")
 }
 

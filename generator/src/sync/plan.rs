@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub use course_core::progress::{ProgressRow, Rules, Source};
 use course_core::unlock::LearnerProgress;
 
-use crate::d1::{SqlValue, Statement};
+use d1::{SqlValue, Statement};
 
-/// A video as stored in `videos`.
-#[derive(Debug, Clone, PartialEq)]
+/// A video as stored in `videos` (a row of it, read by column).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct VideoRow {
     /// Title.
     pub title: String,
@@ -840,7 +840,7 @@ mod tests {
         assert_eq!(rows("INSERT INTO boomstream_removals", 2), (3, 120));
         assert_eq!(out.len(), 31 + 3 + 3 + 42);
         // The D1 layer accepts every one of them.
-        let batches = crate::d1::batches(out).expect("statements within D1's limits");
+        let batches = d1::batches(out).expect("statements within D1's limits");
         assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 79);
     }
 }

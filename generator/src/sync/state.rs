@@ -1,122 +1,109 @@
-//! Reading what D1 holds before a sync, page by page (keyset pagination), so that a
-//! course of 100,000 learners never needs one huge result.
+//! Reading what D1 holds before a sync, page by page (keyset pagination, through
+//! [`D1Ext::query_pages`]), so that a course of 100,000 learners never needs one huge
+//! result.
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use super::plan::{DbState, ProgressRow, Source, VideoRow};
-use crate::d1::{D1, D1Error, Row, SqlValue, Statement, row_int, row_text};
+use d1::{D1, D1Error, D1Ext as _, Statement};
 
-const PAGE: i64 = 5_000;
+const PAGE: usize = 5_000;
 
-fn real(row: &Row, key: &str) -> f64 {
-    row.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+/// A row's `id` column.
+#[derive(Deserialize)]
+struct Id<T> {
+    id: T,
 }
 
-/// Runs a keyset-paginated query: `sql` must select the key column(s) last in its
-/// ORDER BY and take the previous page's last key through `next_params`.
-fn paged(
-    db: &mut dyn D1,
-    sql: &str,
-    first: Vec<SqlValue>,
-    mut next_params: impl FnMut(&Row) -> Vec<SqlValue>,
-    mut each: impl FnMut(&Row),
-) -> Result<(), D1Error> {
-    let mut params = first;
-    loop {
-        let mut p = params.clone();
-        p.push(PAGE.into());
-        let rows = db.query(&Statement {
-            sql: sql.to_owned(),
-            params: p,
-        })?;
-        rows.iter().for_each(&mut each);
-        match rows.last() {
-            Some(last) if rows.len() as i64 == PAGE => params = next_params(last),
-            _ => return Ok(()),
-        }
-    }
+#[derive(Deserialize)]
+struct LinkedUser {
+    id: i64,
+    stepik_user_id: i64,
+}
+
+#[derive(Deserialize)]
+struct Grant {
+    user_id: i64,
+    video_id: String,
+    source: String,
+}
+
+/// A `learner_progress` row's key.
+#[derive(Deserialize)]
+struct Learner {
+    stepik_user_id: i64,
 }
 
 /// Reads videos, linked users, grants and progress.
 pub fn read(db: &mut dyn D1) -> Result<DbState, D1Error> {
     let mut state = DbState::default();
-    for row in db.query(&Statement {
-        sql: "SELECT id, title, position, media_code FROM videos".into(),
-        params: vec![],
-    })? {
-        if let (Some(id), Some(title), Some(position), Some(media_code)) = (
-            row_text(&row, "id"),
-            row_text(&row, "title"),
-            row_int(&row, "position"),
-            row_text(&row, "media_code"),
-        ) {
-            state.videos.insert(
-                id,
-                VideoRow {
-                    title,
-                    position,
-                    media_code,
-                },
-            );
-        }
-    }
-    paged(
-        db,
-        "SELECT id, stepik_user_id FROM users WHERE stepik_user_id IS NOT NULL AND id > ?1 ORDER BY id LIMIT ?2",
-        vec![0i64.into()],
-        |last| vec![row_int(last, "id").unwrap_or(i64::MAX).into()],
-        |row| {
-            if let (Some(id), Some(stepik)) = (row_int(row, "id"), row_int(row, "stepik_user_id")) {
-                state.users_by_stepik.insert(stepik as u64, id);
-            }
+    let videos: Vec<(Id<String>, VideoRow)> = db.query_as(&Statement::new(
+        "SELECT id, title, position, media_code FROM videos",
+    ))?;
+    state
+        .videos
+        .extend(videos.into_iter().map(|(Id { id }, video)| (id, video)));
+    db.query_pages(
+        PAGE,
+        0_i64,
+        |after, limit| {
+            Statement::new(
+                "SELECT id, stepik_user_id FROM users WHERE stepik_user_id IS NOT NULL AND id > ?1 \
+                 ORDER BY id LIMIT ?2",
+            )
+            .bind(*after)
+            .bind(limit)
+        },
+        |user: &LinkedUser| user.id,
+        |user| {
+            state
+                .users_by_stepik
+                .insert(user.stepik_user_id as u64, user.id);
         },
     )?;
-    paged(
-        db,
-        "SELECT user_id, video_id, source FROM grants WHERE (user_id, video_id) > (?1, ?2) \
-         ORDER BY user_id, video_id LIMIT ?3",
-        vec![0i64.into(), "".into()],
-        |last| {
-            vec![
-                row_int(last, "user_id").unwrap_or(i64::MAX).into(),
-                row_text(last, "video_id").unwrap_or_default().into(),
-            ]
+    db.query_pages(
+        PAGE,
+        (0_i64, String::new()),
+        |(user, video), limit| {
+            Statement::new(
+                "SELECT user_id, video_id, source FROM grants WHERE (user_id, video_id) > (?1, ?2) \
+                 ORDER BY user_id, video_id LIMIT ?3",
+            )
+            .bind(*user)
+            .bind(video)
+            .bind(limit)
         },
-        |row| {
-            if let (Some(user), Some(video), Some(source)) = (
-                row_int(row, "user_id"),
-                row_text(row, "video_id"),
-                row_text(row, "source"),
-            ) {
-                let source = if source == "manual" {
-                    Source::Manual
-                } else {
-                    Source::Stepik
-                };
-                state.grants.entry(user).or_default().insert(video, source);
-            }
+        |grant: &Grant| (grant.user_id, grant.video_id.clone()),
+        |grant| {
+            let source = if grant.source == "manual" {
+                Source::Manual
+            } else {
+                Source::Stepik
+            };
+            state
+                .grants
+                .entry(grant.user_id)
+                .or_default()
+                .insert(grant.video_id, source);
         },
     )?;
-    paged(
-        db,
-        "SELECT stepik_user_id, steps_passed, steps_total, score, unlocked, next_video_id, next_missing \
-         FROM learner_progress WHERE stepik_user_id > ?1 ORDER BY stepik_user_id LIMIT ?2",
-        vec![0i64.into()],
-        |last| vec![row_int(last, "stepik_user_id").unwrap_or(i64::MAX).into()],
-        |row| {
-            if let Some(id) = row_int(row, "stepik_user_id") {
-                state.progress.insert(
-                    id as u64,
-                    ProgressRow {
-                        steps_passed: row_int(row, "steps_passed").unwrap_or(0),
-                        steps_total: row_int(row, "steps_total").unwrap_or(0),
-                        score: real(row, "score"),
-                        unlocked: row_text(row, "unlocked").unwrap_or_default(),
-                        next_video_id: row_text(row, "next_video_id"),
-                        next_missing: row_int(row, "next_missing"),
-                    },
-                );
-            }
+    db.query_pages(
+        PAGE,
+        0_i64,
+        |after, limit| {
+            Statement::new(
+                "SELECT stepik_user_id, steps_passed, steps_total, score, unlocked, next_video_id, \
+                 next_missing FROM learner_progress WHERE stepik_user_id > ?1 \
+                 ORDER BY stepik_user_id LIMIT ?2",
+            )
+            .bind(*after)
+            .bind(limit)
+        },
+        |(learner, _): &(Learner, ProgressRow)| learner.stepik_user_id,
+        |(learner, progress)| {
+            state
+                .progress
+                .insert(learner.stepik_user_id as u64, progress);
         },
     )?;
     Ok(state)

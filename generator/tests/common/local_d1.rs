@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use generator::d1::{self, LocalD1};
+use d1::LocalD1;
 
 /// The repository root: the nearest directory above the crate holding wrangler.toml.
 pub(crate) fn repo_root() -> PathBuf {

@@ -3,4 +3,3 @@
 pub(crate) mod boomstream;
 pub(crate) mod local_d1;
 pub(crate) mod request;
-pub(crate) mod sqlite_d1;

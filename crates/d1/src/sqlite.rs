@@ -1,25 +1,29 @@
-//! [`D1`] over an in-memory SQLite (rusqlite, bundled) with the project's migrations
-//! applied and foreign keys enforced, as D1 enforces them: every statement the code under
-//! test sends is run by a real SQLite, after the same checks the real targets make
-//! (D1's limits, placeholders matching parameters).
+//! A test double (feature `sqlite`): [`D1`] over an in-memory SQLite (rusqlite, bundled)
+//! with the project's migrations applied and foreign keys enforced, as D1 enforces them:
+//! every statement the code under test sends is run by a real SQLite, after the same
+//! checks the real targets make (D1's limits, placeholders matching parameters).
+//!
+//! Meant for tests and benchmarks: a missing or failing migration panics.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use generator::d1::{self, D1, D1Error, ExecuteReport, Row, SqlValue, Statement};
+use crate::{D1, D1Error, ExecuteReport, Row, SqlValue, Statement};
 use rusqlite::Connection;
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use serde_json::Value;
 
 /// An in-memory D1 that logs the SQL it is given.
-pub(crate) struct SqliteD1 {
+#[derive(Debug)]
+pub struct SqliteD1 {
     conn: Connection,
     /// The SQL of every statement received through [`D1`], in order.
-    pub(crate) log: Vec<String>,
+    pub log: Vec<String>,
 }
 
 impl SqliteD1 {
-    /// A new database with `migrations/*.sql` applied in name order.
-    pub(crate) fn migrated() -> SqliteD1 {
+    /// A new database with `migrations/*.sql` applied in name order (see
+    /// [`migrated_connection`]).
+    pub fn migrated() -> SqliteD1 {
         SqliteD1 {
             conn: migrated_connection(),
             log: Vec::new(),
@@ -27,7 +31,7 @@ impl SqliteD1 {
     }
 
     /// The statements of the log that are not plain reads.
-    pub(crate) fn writes(&self) -> Vec<&str> {
+    pub fn writes(&self) -> Vec<&str> {
         self.log
             .iter()
             .map(String::as_str)
@@ -36,12 +40,21 @@ impl SqliteD1 {
     }
 }
 
+/// The repository's `migrations/` folder.
+pub fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
+}
+
 /// An in-memory SQLite with foreign keys on and `migrations/*.sql` applied in name order.
-pub(crate) fn migrated_connection() -> Connection {
+///
+/// # Panics
+///
+/// When SQLite cannot be opened, or a migration cannot be read or fails.
+pub fn migrated_connection() -> Connection {
     let conn = Connection::open_in_memory().expect("an in-memory SQLite");
     conn.pragma_update(None, "foreign_keys", true)
         .expect("foreign keys on");
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"));
+    let dir = migrations_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("the migrations folder")
         .map(|entry| entry.expect("a migrations entry").path())
@@ -82,8 +95,8 @@ fn json_value(value: ValueRef<'_>) -> Value {
 }
 
 /// Runs one statement, after D1's own checks (limits, placeholders), and returns its rows.
-pub(crate) fn run(conn: &Connection, statement: &Statement) -> Result<Vec<Row>, D1Error> {
-    d1::batches(vec![statement.clone()])?;
+pub fn run(conn: &Connection, statement: &Statement) -> Result<Vec<Row>, D1Error> {
+    crate::batches(vec![statement.clone()])?;
     let mut prepared = conn.prepare_cached(&statement.sql).map_err(sqlite_error)?;
     for (index, value) in statement.params.iter().enumerate() {
         prepared

@@ -1,0 +1,446 @@
+//! The remote (production) D1 through Cloudflare's D1 HTTP API. All sending happens in
+//! [`RemoteD1::post`].
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{
+    D1, D1Error, ExecuteReport, MAX_STATEMENT_BYTES, Row, SqlValue, Statement, batches,
+    in_statement, inline, invalid, rows_of, truncate, validate,
+};
+
+/// Cloudflare's API base URL.
+pub const DEFAULT_API_BASE: &str = "https://api.cloudflare.com/client/v4";
+/// The largest integer a JavaScript number holds exactly.
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// How [`RemoteD1`] retries: 429 (waiting as `retry-after` says, up to `max_delay`), 5xx
+/// and transport errors, with exponential backoff from `base_delay`; other errors at once.
+/// Retrying a write that may have been applied is safe because batches are idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub base_delay: Duration,
+    /// Longest backoff wait (transport errors, 5xx, a 429 without `retry-after`).
+    pub max_delay: Duration,
+    /// Longest wait a 429's `retry-after` is honoured for: the API's five-minute block.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(310),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, retry: u32) -> Duration {
+        self.base_delay
+            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
+            .min(self.max_delay)
+    }
+}
+
+/// Production D1 through `POST {api_base}/accounts/{account}/d1/database/{db}/query`.
+pub struct RemoteD1 {
+    api_base: String,
+    account_id: String,
+    database_id: String,
+    api_token: String,
+    retry: RetryPolicy,
+    agent: ureq::Agent,
+}
+
+impl fmt::Debug for RemoteD1 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteD1")
+            .field("api_base", &self.api_base)
+            .field("account_id", &self.account_id)
+            .field("database_id", &self.database_id)
+            .field("api_token", &"[redacted]")
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// [`RemoteD1::from_env`]: the Cloudflare account id.
+pub const ENV_ACCOUNT_ID: &str = "CLOUDFLARE_ACCOUNT_ID";
+/// [`RemoteD1::from_env`]: an API token with D1 Edit permission.
+pub const ENV_API_TOKEN: &str = "CLOUDFLARE_API_TOKEN";
+/// [`RemoteD1::from_env`]: the database id, overriding wrangler.toml's.
+pub const ENV_DATABASE_ID: &str = "CLOUDFLARE_D1_DATABASE_ID";
+/// [`RemoteD1::from_env`]: the API base URL, overriding [`DEFAULT_API_BASE`] (tests).
+pub const ENV_API_BASE: &str = "CLOUDFLARE_API_BASE_URL";
+
+impl RemoteD1 {
+    /// `api_base`: usually [`DEFAULT_API_BASE`] (a trailing `/` is ignored).
+    pub fn new(
+        api_base: String,
+        account_id: String,
+        database_id: String,
+        api_token: String,
+    ) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            // A redirect would carry the token elsewhere; the API does not redirect.
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(90)))
+            .user_agent(concat!("course-site-generator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Self {
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            account_id,
+            database_id,
+            api_token,
+            retry: RetryPolicy::default(),
+            agent,
+        }
+    }
+
+    /// Replaces the retry policy (tests use short delays).
+    #[must_use]
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = RetryPolicy {
+            max_attempts: retry.max_attempts.max(1),
+            ..retry
+        };
+        self
+    }
+
+    /// From the environment: `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_TOKEN`, the database
+    /// id from `CLOUDFLARE_D1_DATABASE_ID` or else `wrangler_toml`'s `[[d1_databases]]`
+    /// entry with binding `DB`; `CLOUDFLARE_API_BASE_URL` overrides the API base.
+    pub fn from_env(wrangler_toml: &Path) -> Result<Self, D1Error> {
+        Self::from_lookup(wrangler_toml, |name| std::env::var(name).ok())
+    }
+
+    /// [`RemoteD1::from_env`] with `var` in place of the environment. Empty values count
+    /// as missing; every missing variable is named in one error.
+    pub fn from_lookup(
+        wrangler_toml: &Path,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, D1Error> {
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let account_id = get(ENV_ACCOUNT_ID);
+        let api_token = get(ENV_API_TOKEN);
+        let database_id = match get(ENV_DATABASE_ID) {
+            Some(id) => Ok(id),
+            None => database_id_from_wrangler_toml(wrangler_toml),
+        };
+        let mut problems = Vec::new();
+        let missing: Vec<&str> = [(ENV_ACCOUNT_ID, &account_id), (ENV_API_TOKEN, &api_token)]
+            .into_iter()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name)
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "missing environment variable{} {} (the Cloudflare account id and an API token \
+                 with D1 Edit permission)",
+                if missing.len() > 1 { "s" } else { "" },
+                missing.join(" and ")
+            ));
+        }
+        if let Err(problem) = &database_id {
+            problems.push(problem.clone());
+        }
+        match (account_id, api_token, database_id) {
+            (Some(account_id), Some(api_token), Ok(database_id)) if problems.is_empty() => {
+                let base = get(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
+                Ok(Self::new(base, account_id, database_id, api_token))
+            }
+            _ => Err(D1Error::Config(format!(
+                "remote D1: {}",
+                problems.join("; ")
+            ))),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "{}/accounts/{}/d1/database/{}/query",
+            self.api_base, self.account_id, self.database_id
+        )
+    }
+
+    /// Removes the token from a message (an error body might echo request headers).
+    fn redact(&self, text: String) -> String {
+        if self.api_token.is_empty() || !text.contains(&self.api_token) {
+            text
+        } else {
+            text.replace(&self.api_token, "[redacted]")
+        }
+    }
+
+    /// POSTs `body` with retries; returns the envelope's `result` entries.
+    fn post(&self, body: &Value) -> Result<Vec<Value>, D1Error> {
+        let url = self.url();
+        let attempts = self.retry.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self
+                .agent
+                .post(&url)
+                .header("Authorization", &format!("Bearer {}", self.api_token))
+                .send_json(body);
+            let (error, wait) = match outcome {
+                Err(e) => {
+                    let error = D1Error::Transport(self.redact(format!("POST {url}: {e}")));
+                    (error, self.retry.backoff(attempt - 1))
+                }
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = response
+                        .body_mut()
+                        .with_config()
+                        .limit(256 << 20)
+                        .read_to_string()
+                        .map_err(|e| {
+                            D1Error::Transport(self.redact(format!("reading the response: {e}")))
+                        });
+                    match text {
+                        Err(error) => (error, self.retry.backoff(attempt - 1)),
+                        Ok(text) => match self.envelope(status, &text) {
+                            Ok(results) => return Ok(results),
+                            Err(error) if status == 429 => {
+                                let backoff = self.retry.backoff(attempt - 1);
+                                (
+                                    error,
+                                    retry_after
+                                        .map_or(backoff, |r| r.min(self.retry.max_retry_after)),
+                                )
+                            }
+                            Err(error) if status >= 500 => (error, self.retry.backoff(attempt - 1)),
+                            Err(error) => return Err(error),
+                        },
+                    }
+                }
+            };
+            if attempt >= attempts {
+                return Err(match error {
+                    D1Error::Api { status, message } => D1Error::Api {
+                        status,
+                        message: format!("{message} (gave up after {attempts} attempts)"),
+                    },
+                    D1Error::Transport(message) => {
+                        D1Error::Transport(format!("{message} (gave up after {attempts} attempts)"))
+                    }
+                    other => other,
+                });
+            }
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// The `result` entries of a successful response, or the error it describes.
+    fn envelope(&self, status: u16, text: &str) -> Result<Vec<Value>, D1Error> {
+        let parsed: Option<Value> = serde_json::from_str(text).ok();
+        let api_error = |message: String| D1Error::Api {
+            status: Some(status),
+            message: self.redact(message),
+        };
+        let Some(Value::Object(envelope)) = parsed else {
+            let message = if text.trim().is_empty() {
+                "empty response".to_owned()
+            } else {
+                format!("not JSON: {}", truncate(text.trim(), 500))
+            };
+            return Err(if (200..300).contains(&status) {
+                D1Error::Response(self.redact(message))
+            } else {
+                api_error(message)
+            });
+        };
+        let success = envelope.get("success").and_then(Value::as_bool);
+        if success != Some(true) || !(200..300).contains(&status) {
+            let mut messages = error_messages(envelope.get("errors"));
+            if messages.is_empty() {
+                // A failing statement may be reported only inside `result`.
+                if let Some(Value::Array(results)) = envelope.get("result") {
+                    messages.extend(
+                        results
+                            .iter()
+                            .filter_map(|r| r.get("error"))
+                            .map(value_text),
+                    );
+                }
+            }
+            if messages.is_empty() {
+                messages.push(format!("no error message: {}", truncate(text.trim(), 500)));
+            }
+            return Err(api_error(messages.join("; ")));
+        }
+        match envelope.get("result") {
+            Some(Value::Array(results)) => {
+                if let Some(failed) = results
+                    .iter()
+                    .find(|r| r.get("success") == Some(&Value::Bool(false)))
+                {
+                    let message = failed
+                        .get("error")
+                        .map_or_else(|| failed.to_string(), value_text);
+                    return Err(api_error(message));
+                }
+                Ok(results.clone())
+            }
+            _ => Err(D1Error::Response(self.redact(format!(
+                "no `result` array: {}",
+                truncate(text.trim(), 500)
+            )))),
+        }
+    }
+
+    /// One statement as the API's `{"sql", "params"}` object.
+    fn api_statement(statement: &Statement) -> Result<Value, D1Error> {
+        let untravelled = statement.params.iter().any(|p| match p {
+            SqlValue::Integer(i) => !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(i),
+            SqlValue::Null => true,
+            _ => false,
+        });
+        if untravelled {
+            let sql = inline(statement)?;
+            if sql.len() > MAX_STATEMENT_BYTES {
+                return Err(invalid(format!(
+                    "with its parameters inlined (a NULL or an integer beyond 2^53 cannot travel \
+                     as a parameter) the SQL is {} bytes; D1 allows at most {MAX_STATEMENT_BYTES}",
+                    sql.len()
+                )));
+            }
+            return Ok(json!({ "sql": sql, "params": [] }));
+        }
+        let params: Vec<Value> = statement.params.iter().map(SqlValue::to_json).collect();
+        Ok(json!({ "sql": statement.sql, "params": params }))
+    }
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The envelope's `errors`: `[{"code": 7500, "message": "…"}, …]` → `"… (code 7500)"`.
+fn error_messages(errors: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(errors)) = errors else {
+        return Vec::new();
+    };
+    errors
+        .iter()
+        .map(|e| {
+            let message = e.get("message").map_or_else(|| e.to_string(), value_text);
+            match e.get("code") {
+                Some(code) if !code.is_null() => format!("{message} (code {code})"),
+                _ => message,
+            }
+        })
+        .collect()
+}
+
+/// The `database_id` of wrangler.toml's `[[d1_databases]]` entry with binding `DB`.
+fn database_id_from_wrangler_toml(path: &Path) -> Result<String, String> {
+    let hint = format!("set {ENV_DATABASE_ID} or put the id in {}", path.display());
+    let text = fs::read_to_string(path).map_err(|e| {
+        format!(
+            "no database id: {ENV_DATABASE_ID} is unset and {} cannot be read ({e})",
+            path.display()
+        )
+    })?;
+    let config: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
+    let id = config
+        .get("d1_databases")
+        .and_then(toml::Value::as_array)
+        .and_then(|dbs| {
+            dbs.iter().find(|db| db.get("binding").and_then(toml::Value::as_str) == Some("DB"))
+        })
+        .and_then(|db| db.get("database_id"))
+        .and_then(toml::Value::as_str)
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| format!("no database id: {} has no [[d1_databases]] binding \"DB\" with a database_id; {hint}", path.display()))?;
+    if id.chars().all(|c| c == '0' || c == '-') {
+        return Err(format!(
+            "{}'s database_id is the placeholder {id}; {hint} (the id `wrangler d1 create` printed)",
+            path.display()
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+impl D1 for RemoteD1 {
+    fn query(&mut self, statement: &Statement) -> Result<Vec<Row>, D1Error> {
+        validate(statement).map_err(in_statement(0, statement))?;
+        let body = Self::api_statement(statement)?;
+        let results = self.post(&body)?;
+        results.last().map_or(Ok(Vec::new()), rows_of)
+    }
+
+    fn execute(&mut self, statements: &[Statement]) -> Result<ExecuteReport, D1Error> {
+        let mut rows_written = Some(0);
+        for batch in batches(statements.to_vec())? {
+            let body = match batch.as_slice() {
+                [single] => Self::api_statement(single)?,
+                several => json!({
+                    "batch": several.iter().map(Self::api_statement).collect::<Result<Vec<_>, _>>()?
+                }),
+            };
+            // One entry per statement (more when a statement's SQL holds several).
+            let results = self.post(&body)?;
+            for result in &results {
+                let meta = result.get("meta");
+                let changes = meta
+                    .and_then(|m| m.get("changes").or_else(|| m.get("rows_written")))
+                    .and_then(Value::as_u64);
+                rows_written = rows_written.zip(changes).map(|(a, b)| a + b);
+            }
+        }
+        Ok(ExecuteReport {
+            statements: statements.len(),
+            rows_written,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+            max_retry_after: Duration::from_secs(1),
+        };
+        assert_eq!(policy.backoff(0), Duration::from_millis(100));
+        assert_eq!(policy.backoff(1), Duration::from_millis(200));
+        assert_eq!(policy.backoff(2), Duration::from_millis(350));
+        assert_eq!(policy.backoff(40), Duration::from_millis(350));
+    }
+}
