@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 pub use boomstream::*;
 
-use crate::net::{Counters, HttpClient};
+use outbound::client::{Counters, HttpClient};
 
 /// Receives the client's log lines (retries); they contain no secrets.
 pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
@@ -53,12 +53,12 @@ impl BoomstreamClient {
     }
 
     fn run<T>(&self, operation: Operation<T>) -> Result<T, BoomstreamError> {
-        self.http.block_on(crate::net::run(
+        self.http.block_on(outbound::client::run(
             &self.http,
             &self.backoff,
             &self.counters,
             &*self.logger,
-            &|_| crate::net::Verdict::Go,
+            &|_| outbound::client::Verdict::Go,
             operation,
         ))
     }

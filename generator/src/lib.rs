@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod boomstream;
 pub mod demo;
-pub(crate) mod net;
 pub mod secret_file;
 pub mod stepik;
 pub mod sync;

@@ -188,6 +188,7 @@ impl BoomstreamConfig {
             max_retries: self.max_retries,
             base: self.base_backoff,
             max: self.max_backoff,
+            max_retry_after: self.max_backoff,
         }
     }
 }

@@ -6,12 +6,83 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use outbound::client::{Counters, HttpClient, Verdict};
+use outbound::{Call, Exchange, Method, Next, Reply, Transient, TransportError};
 use serde_json::{Value, json};
 
 use crate::{
     D1, D1Error, ExecuteReport, MAX_STATEMENT_BYTES, Row, SqlValue, Statement, batches,
     in_statement, inline, invalid, rows_of, truncate, validate,
 };
+
+/// The largest answer read.
+const MAX_ANSWER_BYTES: u64 = 256 << 20;
+
+/// One `query` request in progress: the answer read through [`RemoteD1::envelope`];
+/// 429 (with its `retry-after`), 5xx and transport failures are retried. Retrying a
+/// write that may have been applied is safe because batches are idempotent.
+struct QueryOperation<'a> {
+    remote: &'a RemoteD1,
+    call: Call,
+    /// The last retried failure, for the message when the retries run out.
+    last: Option<D1Error>,
+}
+
+impl Exchange for QueryOperation<'_> {
+    type Output = Vec<Value>;
+    type Error = D1Error;
+
+    fn call(&self) -> &Call {
+        &self.call
+    }
+
+    fn read(&mut self, answer: Result<Reply, TransportError>) -> Next<Vec<Value>, D1Error> {
+        let reply = match answer {
+            Ok(reply) => reply,
+            Err(e) => {
+                let error = D1Error::Transport(
+                    self.remote
+                        .redact(format!("POST {}: {}", self.call.url, e.message)),
+                );
+                if !e.transient {
+                    return Next::Fail(error);
+                }
+                self.last = Some(error);
+                return Next::Retry(Transient::of_transport(&e));
+            }
+        };
+        let Ok(text) = String::from_utf8(reply.body.clone()) else {
+            let error = D1Error::Transport("reading the response: not UTF-8".to_owned());
+            self.last = Some(error);
+            return Next::Retry(Transient::of_reply(&reply));
+        };
+        match self.remote.envelope(reply.status, &text) {
+            Ok(results) => Next::Done(results),
+            Err(error) if reply.status == 429 || reply.status >= 500 => {
+                self.last = Some(error);
+                Next::Retry(Transient::of_reply(&reply))
+            }
+            Err(error) => Next::Fail(error),
+        }
+    }
+
+    fn give_up(&self, last: Transient, attempts: u32) -> D1Error {
+        let note = format!("(gave up after {attempts} attempts)");
+        match &self.last {
+            Some(D1Error::Api { status, message }) => D1Error::Api {
+                status: *status,
+                message: format!("{message} {note}"),
+            },
+            Some(D1Error::Transport(message)) => D1Error::Transport(format!("{message} {note}")),
+            Some(other) => D1Error::Transport(format!("{other} {note}")),
+            None => D1Error::Transport(self.remote.redact(format!("{} {note}", last.message))),
+        }
+    }
+
+    fn log_line(&self, text: &str) -> String {
+        self.remote.redact(format!("D1 query: {text}"))
+    }
+}
 
 /// Cloudflare's API base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.cloudflare.com/client/v4";
@@ -45,10 +116,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, retry: u32) -> Duration {
-        self.base_delay
-            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
-            .min(self.max_delay)
+    /// The shared retry loop's policy (jittered backoff: half to all of the doubled
+    /// delay).
+    fn backoff(&self) -> outbound::Backoff {
+        outbound::Backoff {
+            max_retries: self.max_attempts.max(1) - 1,
+            base: self.base_delay,
+            max: self.max_delay,
+            max_retry_after: self.max_retry_after,
+        }
     }
 }
 
@@ -59,7 +135,8 @@ pub struct RemoteD1 {
     database_id: String,
     api_token: String,
     retry: RetryPolicy,
-    agent: ureq::Agent,
+    http: HttpClient,
+    counters: Counters,
 }
 
 impl fmt::Debug for RemoteD1 {
@@ -91,21 +168,18 @@ impl RemoteD1 {
         database_id: String,
         api_token: String,
     ) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // A redirect would carry the token elsewhere; the API does not redirect.
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(90)))
-            .user_agent(concat!("course-site-generator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let api_base = api_base.trim_end_matches('/').to_owned();
+        // The API does not redirect, and the shared client never follows one (it would
+        // carry the token elsewhere).
+        let http = HttpClient::new(&api_base, Duration::from_secs(90), MAX_ANSWER_BYTES);
         Self {
-            api_base: api_base.trim_end_matches('/').to_owned(),
+            api_base,
             account_id,
             database_id,
             api_token,
             retry: RetryPolicy::default(),
-            agent,
+            http,
+            counters: Counters::default(),
         }
     }
 
@@ -188,71 +262,25 @@ impl RemoteD1 {
         }
     }
 
-    /// POSTs `body` with retries; returns the envelope's `result` entries.
+    /// POSTs `body` with retries (the shared loop of `outbound::client`); returns the
+    /// envelope's `result` entries.
     fn post(&self, body: &Value) -> Result<Vec<Value>, D1Error> {
-        let url = self.url();
-        let attempts = self.retry.max_attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let outcome = self
-                .agent
-                .post(&url)
-                .header("Authorization", &format!("Bearer {}", self.api_token))
-                .send_json(body);
-            let (error, wait) = match outcome {
-                Err(e) => {
-                    let error = D1Error::Transport(self.redact(format!("POST {url}: {e}")));
-                    (error, self.retry.backoff(attempt - 1))
-                }
-                Ok(mut response) => {
-                    let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let text = response
-                        .body_mut()
-                        .with_config()
-                        .limit(256 << 20)
-                        .read_to_string()
-                        .map_err(|e| {
-                            D1Error::Transport(self.redact(format!("reading the response: {e}")))
-                        });
-                    match text {
-                        Err(error) => (error, self.retry.backoff(attempt - 1)),
-                        Ok(text) => match self.envelope(status, &text) {
-                            Ok(results) => return Ok(results),
-                            Err(error) if status == 429 => {
-                                let backoff = self.retry.backoff(attempt - 1);
-                                (
-                                    error,
-                                    retry_after
-                                        .map_or(backoff, |r| r.min(self.retry.max_retry_after)),
-                                )
-                            }
-                            Err(error) if status >= 500 => (error, self.retry.backoff(attempt - 1)),
-                            Err(error) => return Err(error),
-                        },
-                    }
-                }
-            };
-            if attempt >= attempts {
-                return Err(match error {
-                    D1Error::Api { status, message } => D1Error::Api {
-                        status,
-                        message: format!("{message} (gave up after {attempts} attempts)"),
-                    },
-                    D1Error::Transport(message) => {
-                        D1Error::Transport(format!("{message} (gave up after {attempts} attempts)"))
-                    }
-                    other => other,
-                });
-            }
-            std::thread::sleep(wait);
-        }
+        let call = Call::new(Method::Post, self.url())
+            .header("authorization", format!("Bearer {}", self.api_token))
+            .body("application/json", body.to_string());
+        let operation = QueryOperation {
+            remote: self,
+            call,
+            last: None,
+        };
+        self.http.block_on(outbound::client::run(
+            &self.http,
+            &self.retry.backoff(),
+            &self.counters,
+            &|line| eprintln!("d1: {line}"),
+            &|_| Verdict::Go,
+            operation,
+        ))
     }
 
     /// The `result` entries of a successful response, or the error it describes.
@@ -431,16 +459,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
+    fn the_policy_is_the_shared_backoff() {
         let policy = RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(350),
             max_retry_after: Duration::from_secs(1),
         };
-        assert_eq!(policy.backoff(0), Duration::from_millis(100));
-        assert_eq!(policy.backoff(1), Duration::from_millis(200));
-        assert_eq!(policy.backoff(2), Duration::from_millis(350));
-        assert_eq!(policy.backoff(40), Duration::from_millis(350));
+        let b = policy.backoff();
+        assert_eq!(b.max_retries, 4);
+        assert_eq!(b.delay(0, None, 1.0), Duration::from_millis(100));
+        assert_eq!(b.delay(1, None, 1.0), Duration::from_millis(200));
+        assert_eq!(b.delay(2, None, 1.0), Duration::from_millis(350));
+        assert_eq!(b.delay(40, None, 0.0), Duration::from_millis(175));
+        assert_eq!(
+            b.delay(0, Some(Duration::from_secs(9)), 0.0),
+            Duration::from_secs(1)
+        );
     }
 }

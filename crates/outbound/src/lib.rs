@@ -8,6 +8,9 @@
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "client")]
+pub mod client;
+
 /// The methods the clients use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -210,8 +213,10 @@ pub struct Backoff {
     pub max_retries: u32,
     /// The first retry's delay; each further retry doubles it.
     pub base: Duration,
-    /// The longest wait, also the cap on a server's `Retry-After`.
+    /// The longest backoff wait.
     pub max: Duration,
+    /// The longest wait a server's `Retry-After` is honoured for.
+    pub max_retry_after: Duration,
 }
 
 impl Backoff {
@@ -220,7 +225,7 @@ impl Backoff {
     /// where in that range.
     pub fn delay(&self, retries: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
         if let Some(wait) = retry_after {
-            return wait.min(self.max);
+            return wait.min(self.max_retry_after);
         }
         let full = self
             .base
@@ -360,6 +365,7 @@ mod tests {
             max_retries: 4,
             base: Duration::from_secs(1),
             max: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(30),
         };
         assert_eq!(b.delay(0, None, 0.0), Duration::from_millis(500));
         assert_eq!(b.delay(0, None, 1.0), Duration::from_secs(1));

@@ -284,6 +284,7 @@ impl StepikConfig {
             max_retries: self.max_retries,
             base: self.base_backoff,
             max: self.max_backoff,
+            max_retry_after: self.max_backoff,
         }
     }
 }

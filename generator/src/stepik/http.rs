@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use stepik::{Api, Listing};
 
 use super::{Logger, RequestStats, StepikConfig, StepikError};
-use crate::net::{self, Counters, HttpClient, Verdict};
+use outbound::client::{self as net, Counters, HttpClient, Verdict};
 
 /// The connection pool, the credentials and token, and the counters.
 pub(super) struct Http {

@@ -1,4 +1,4 @@
-//! The generator's one outbound-HTTP policy: one client configuration (User-Agent, a
+//! The command line's one outbound-HTTP policy (feature `client`; native only): one client configuration (User-Agent, a
 //! timeout per attempt, no redirects followed by the client, no proxy for loopback
 //! addresses, a body limit) and one retry loop with jittered exponential backoff and
 //! `Retry-After`, for every outside API defined as an [`outbound::Exchange`].
@@ -6,14 +6,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use outbound::{Backoff, Call, Exchange, Method, Next, Reply, Transient, TransportError};
+use crate::{Backoff, Call, Exchange, Method, Next, Reply, Transient, TransportError};
 
 /// Sent with every request.
-pub(crate) const USER_AGENT: &str = concat!("course-site-generator/", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT: &str = concat!("course-site-generator/", env!("CARGO_PKG_VERSION"));
 
 /// The transport: a connection pool with the policy's configuration, and the runtime
 /// its requests run on (one thread: the calls wait on the network, not on the CPU).
-pub(crate) struct HttpClient {
+pub struct HttpClient {
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
     max_body: u64,
@@ -23,7 +23,7 @@ impl HttpClient {
     /// A client whose attempts time out after `timeout` (connecting to reading the
     /// whole answer) and read at most `max_body` bytes of an answer. `base_url` decides
     /// the proxy: none for a loopback address (a proxy never helps reach this machine).
-    pub(crate) fn new(base_url: &str, timeout: Duration, max_body: u64) -> HttpClient {
+    pub fn new(base_url: &str, timeout: Duration, max_body: u64) -> HttpClient {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -39,7 +39,7 @@ impl HttpClient {
         if let Ok(tls) = tls {
             builder = builder.tls_backend_preconfigured(tls);
         }
-        if outbound::is_loopback(base_url) {
+        if crate::is_loopback(base_url) {
             builder = builder.no_proxy();
         }
         // Building fails only without a TLS backend or on a broken system configuration;
@@ -57,14 +57,14 @@ impl HttpClient {
     }
 
     /// Runs `future` (requests of this client) to completion on the client's runtime.
-    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
 
     /// Sends one call and returns the answer, whatever its status. A 2xx answer whose
     /// body cannot be read is a transport error; for another status the status is what
     /// counts, and an unreadable body is left empty.
-    pub(crate) async fn send(&self, call: &Call) -> Result<Reply, TransportError> {
+    pub async fn send(&self, call: &Call) -> Result<Reply, TransportError> {
         let method = match call.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -132,14 +132,14 @@ fn transport_error(e: reqwest::Error) -> TransportError {
 
 /// Requests sent (attempts, retries included) and retries made.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) requests: AtomicU64,
-    pub(crate) retries: AtomicU64,
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
 }
 
 impl Counters {
     /// `(requests, retries)` so far.
-    pub(crate) fn get(&self) -> (u64, u64) {
+    pub fn get(&self) -> (u64, u64) {
         (
             self.requests.load(Ordering::Relaxed),
             self.retries.load(Ordering::Relaxed),
@@ -148,7 +148,7 @@ impl Counters {
 }
 
 /// Whether a retry may go ahead (see [`run`]).
-pub(crate) enum Verdict<E> {
+pub enum Verdict<E> {
     /// Retry.
     Go,
     /// Give up as if the retries were used up.
@@ -165,7 +165,7 @@ pub(crate) enum Verdict<E> {
 /// over): it may let it go ahead, make the exchange give up as if its own retries were
 /// used up, or fail with its own error. Waiting never holds up other calls on the
 /// client's runtime.
-pub(crate) async fn run<X: Exchange>(
+pub async fn run<X: Exchange>(
     client: &HttpClient,
     backoff: &Backoff,
     counters: &Counters,
