@@ -59,6 +59,7 @@ impl BoomstreamClient {
             &self.counters,
             &*self.logger,
             &|_| outbound::client::Verdict::Go,
+            None,
             operation,
         ))
     }

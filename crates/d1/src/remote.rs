@@ -279,6 +279,7 @@ impl RemoteD1 {
             &self.counters,
             &|line| eprintln!("d1: {line}"),
             &|_| Verdict::Go,
+            None,
             operation,
         ))
     }

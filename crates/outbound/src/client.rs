@@ -3,6 +3,7 @@
 //! addresses, a body limit) and one retry loop with jittered exponential backoff and
 //! `Retry-After`, for every outside API defined as an [`outbound::Exchange`].
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -164,13 +165,15 @@ pub enum Verdict<E> {
 /// `before_retry` is asked before each retry (a run-wide retry budget, a scan that is
 /// over): it may let it go ahead, make the exchange give up as if its own retries were
 /// used up, or fail with its own error. Waiting never holds up other calls on the
-/// client's runtime.
+/// client's runtime; while it waits, the call counts itself in `waiting` (when given),
+/// so that a caller running many calls can start another in its place.
 pub async fn run<X: Exchange>(
     client: &HttpClient,
     backoff: &Backoff,
     counters: &Counters,
     log: &dyn Fn(&str),
     before_retry: &dyn Fn(&Transient) -> Verdict<X::Error>,
+    waiting: Option<&Cell<usize>>,
     mut exchange: X,
 ) -> Result<X::Output, X::Error> {
     let mut retries = 0u32;
@@ -197,7 +200,13 @@ pub async fn run<X: Exchange>(
             "{}; retry {retries} of {} in {delay:.1?}",
             failure.message, backoff.max_retries
         )));
+        if let Some(w) = waiting {
+            w.set(w.get() + 1);
+        }
         tokio::time::sleep(delay).await;
+        if let Some(w) = waiting {
+            w.set(w.get() - 1);
+        }
         counters.retries.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -1,7 +1,7 @@
-//! The grade-book scan: `course-grades` pages fetched `concurrency` at a time on the
-//! client's runtime, each delivered as soon as it arrives. A page that is retried (and
-//! waits out its backoff) holds nothing else back: the other requests go on, and new
-//! pages start as earlier ones finish.
+//! The grade-book scan: `course-grades` pages fetched `concurrency` requests at a time
+//! on the client's runtime, each delivered as soon as it arrives. A page that is retried
+//! holds nothing else back: the other requests go on, new pages start as earlier ones
+//! finish, and while it waits out its backoff another page takes its place.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -33,8 +33,11 @@ async fn scan_pages(
     // The last page wanted: the first page found to be the last, or the first that
     // failed (pages after it are not wanted, and their retries stop).
     let end = Cell::new(max_pages);
+    // Pages waiting out a retry's backoff: they send nothing meanwhile, so others start
+    // in their place (up to as many again).
+    let waiting = Cell::new(0usize);
     let fetch = |page: u32| {
-        let end = &end;
+        let (end, waiting) = (&end, &waiting);
         async move {
             let what = format!("grade-book page {page} of course {course_id}");
             let result = client
@@ -44,6 +47,7 @@ async fn scan_pages(
                     "course-grades",
                     &what,
                     &|| page > end.get(),
+                    Some(waiting),
                 )
                 .await
                 .map(|listing| Page::digest(listing.items, listing.has_next, rule));
@@ -58,7 +62,9 @@ async fn scan_pages(
     let mut failures: BTreeMap<u32, StepikError> = BTreeMap::new();
     let mut found_last = false;
     loop {
-        while in_flight.len() < client.concurrency && next <= end.get() {
+        while in_flight.len() < client.concurrency + waiting.get().min(client.concurrency)
+            && next <= end.get()
+        {
             in_flight.push(fetch(next));
             next += 1;
         }

@@ -105,7 +105,7 @@ impl Http {
         what: &str,
     ) -> Result<Listing<T>, StepikError> {
         self.client
-            .block_on(self.fetch_page(path, key, what, &|| false))
+            .block_on(self.fetch_page(path, key, what, &|| false, None))
     }
 
     /// Runs `future` (requests of this client) to completion.
@@ -114,13 +114,15 @@ impl Http {
     }
 
     /// `GET {base}{path}` and the list under `key`, ignoring every other key.
-    /// Once `cancelled` says so, no further retries are made.
+    /// Once `cancelled` says so, no further retries are made; while a retry waits, it
+    /// counts itself in `waiting`.
     pub(super) async fn fetch_page<T: DeserializeOwned>(
         &self,
         path: &str,
         key: &'static str,
         what: &str,
         cancelled: &dyn Fn() -> bool,
+        waiting: Option<&std::cell::Cell<usize>>,
     ) -> Result<Listing<T>, StepikError> {
         let mut stale = None;
         loop {
@@ -132,6 +134,7 @@ impl Http {
                 &self.counters,
                 &*self.logger,
                 &self.before_retry(what, cancelled),
+                waiting,
                 operation,
             )
             .await;
@@ -191,6 +194,7 @@ impl Http {
             &self.token_counters,
             &*self.logger,
             &self.before_retry("an OAuth token", &|| false),
+            None,
             self.api.token(),
         )
         .await?;
