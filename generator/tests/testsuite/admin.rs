@@ -19,11 +19,8 @@ use generator::admin::users::{self, Link, NewUser};
 use generator::admin::{SqlScript, Target, UserRef, grants, validate};
 use rusqlite::Connection;
 
-#[allow(dead_code)] // Not every helper serves every test binary.
-mod common;
-
-use common::boomstream as boomstream_stand_in;
-use common::local_d1::{migrated_local_d1, persist_dir, repo_root, wrangler};
+use crate::support::boomstream as boomstream_stand_in;
+use crate::support::local_d1::{migrated_local_d1, persist_dir, repo_root, wrangler};
 use d1::sqlite;
 use rusqlite::types::ValueRef;
 use serde_json::{Value, json};
