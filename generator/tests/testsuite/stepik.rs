@@ -1,19 +1,18 @@
-//! The Stepik client against a local stand-in for Stepik (`stepik/mock.rs`) serving the
+//! The Stepik client against a local stand-in for Stepik (`support::stepik`) serving the
 //! invented fixture course 9001, with injected faults.
-
-#[path = "stepik/mock.rs"]
-mod mock;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::stepik::{
+    CLIENT_ID, CLIENT_SECRET, Logged, Mock, Reply, Req, Setup, demo, envelope, fixture,
+};
 use course_core::site::{CourseStructure, LessonInfo, SectionInfo};
 use generator::stepik::{
     CourseMeta, Learner, PassRule, RequestStats, ScanReport, StepikClient, StepikConfig,
     StepikError, StepikUser,
 };
-use mock::{CLIENT_ID, CLIENT_SECRET, Logged, Mock, Reply, Req, Setup, envelope, fixture};
 use serde_json::{Value, json};
 
 const COURSE: u64 = 9001;
@@ -451,7 +450,7 @@ fn an_id_left_out_of_the_answer_is_an_error() {
 
 #[test]
 fn a_response_slower_than_the_timeout_is_retried() {
-    let slow = || Reply::json(200, &fixture("api_stepics_1.json")).after(Duration::from_secs(2));
+    let slow = || Reply::json(200, &demo("api_stepics_1.json")).after(Duration::from_secs(2));
     let h = Harness::start_with(fail_first(is_path("/api/stepics/1"), slow), |cfg| {
         cfg.timeout = Duration::from_millis(300);
     });

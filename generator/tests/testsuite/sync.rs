@@ -1,28 +1,22 @@
 //! `generator sync` end to end: the real Stepik client against the Stepik stand-in
-//! (`stepik/mock.rs`, the invented fixture course 9001), the real planner, and every SQL
+//! (`support::stepik`, the invented fixture course 9001), the real planner, and every SQL
 //! statement run by a real SQLite (in memory, `d1::sqlite`); then the real
 //! local D1 through wrangler, and the command line.
 //!
 //! The fixtures: Alice (100001) passed every graded step (score 8), Bob (100002) lessons
 //! 8001 and 8002 only (score 2), Carol (100003) nothing; the teacher (100000) is left out.
 
-#[allow(dead_code)] // The Stepik client tests use the rest of it.
-#[path = "stepik/mock.rs"]
-mod mock;
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::local_d1::{migrated_local_d1, persist_dir, repo_root};
+use crate::support::local_d1::{migrated_local_d1, persist_dir, repo_root};
+use crate::support::stepik::{CLIENT_SECRET, Mock, Reply, Setup, fixture};
 use course_core::site::{CourseStructure, SubscriptionKind};
 use d1::sqlite::SqliteD1;
 use d1::{D1, D1Error, ExecuteReport, Row, Statement};
 use generator::stepik::PassRule;
 use generator::sync::{self, Summary, SyncOptions};
-use mock::{CLIENT_SECRET, Mock, Reply, Setup, fixture};
 use serde_json::{Value, json};
 
 const COURSE: u64 = 9001;
@@ -879,7 +873,7 @@ impl BoomstreamMock {
 
 /// The members of a JSON request body, as Boomstream reads its documented POST mode.
 fn body_fields(body: &str) -> Vec<(String, String)> {
-    common::request::json_members(body)
+    crate::support::request::json_members(body)
 }
 
 #[test]
@@ -1089,7 +1083,7 @@ fn identical_refusals_in_a_row_stop_the_push() {
 // Boomstream access equal to D1's grants, against the stateful stand-in
 // ---------------------------------------------------------------------------------------
 
-use common::boomstream::{Boomstream, Kind};
+use crate::support::boomstream::{Boomstream, Kind};
 use generator::admin::{Target, UserRef, grants as admin_grants, users as admin_users};
 use generator::sync::boomstream::{PushOptions, PushSummary, settle};
 

@@ -14,10 +14,7 @@ use d1::{
 };
 use serde_json::{Value, json};
 
-#[allow(dead_code)] // Not every helper serves every test binary.
-mod common;
-
-use common::local_d1::{migrated_local_d1, repo_root};
+use crate::support::local_d1::{migrated_local_d1, repo_root};
 
 // ---------------------------------------------------------------------------------------
 // quote / inline
@@ -1041,15 +1038,15 @@ fn from_env_reads_the_process_environment() {
     }
     let dir = tempfile::tempdir().unwrap();
     let toml = wrangler_toml(dir.path(), "abcdef01-2222-3333-4444-555555555555");
+    // This test's name as libtest knows it: its path within the test binary.
+    let name = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::from_env_reads_the_process_environment"),
+        None => "from_env_reads_the_process_environment".to_owned(),
+    };
     let run = |vars: &[(&str, &str)]| {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
-            .args([
-                "--exact",
-                "from_env_reads_the_process_environment",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
             .env("D1_TEST_FROM_ENV_CHILD", &toml);
         for name in [
             "CLOUDFLARE_ACCOUNT_ID",

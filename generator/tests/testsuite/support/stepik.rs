@@ -1,6 +1,8 @@
-//! A stand-in for Stepik: tiny_http on 127.0.0.1 serving the fixture files
-//! (`tests/fixtures/stepik/`, invented data), each request in its own thread, with
-//! faults a test injects and a log of what it was asked.
+//! A stand-in for Stepik: tiny_http on 127.0.0.1 serving the demo course
+//! (`site/demo/stepik/`, invented data in the real API's shapes, the same files
+//! `generator sync --demo` serves) and the error payloads of `tests/fixtures/stepik/`,
+//! each request in its own thread, with faults a test injects and a log of what it was
+//! asked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,24 +12,38 @@ use std::time::{Duration, Instant};
 use generator::stepik::StepikConfig;
 use serde_json::{Value, json};
 
+use super::request::form_pairs;
+
 /// Credentials the mock accepts.
 pub(crate) const CLIENT_ID: &str = "test-client";
 pub(crate) const CLIENT_SECRET: &str = "test-secret-Zq9";
 /// `Basic base64(CLIENT_ID:CLIENT_SECRET)`.
 const BASIC: &str = "Basic dGVzdC1jbGllbnQ6dGVzdC1zZWNyZXQtWnE5";
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stepik");
+/// The demo course's answers: what Stepik says when all goes well.
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../site/demo/stepik");
+/// Stepik's error answers, which the demo never gives.
+const ERRORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stepik");
 
-/// A fixture file, parsed.
-pub(crate) fn fixture(name: &str) -> Value {
-    let path = format!("{FIXTURES}/{name}");
+fn read_json(dir: &str, name: &str) -> Value {
+    let path = format!("{dir}/{name}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// A file of the demo course (`site/demo/stepik/`), parsed.
+pub(crate) fn demo(name: &str) -> Value {
+    read_json(DEMO, name)
+}
+
+/// An error payload (`tests/fixtures/stepik/`), parsed.
+pub(crate) fn fixture(name: &str) -> Value {
+    read_json(ERRORS, name)
+}
+
 /// The list under `key` of a fixture file.
 fn fixture_list(name: &str, key: &str) -> Vec<Value> {
-    match fixture(name).get(key) {
+    match demo(name).get(key) {
         Some(Value::Array(items)) => items.clone(),
         _ => panic!("{name} has no {key:?} list"),
     }
@@ -134,7 +150,7 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
-    /// The invented course 9001 of the fixtures.
+    /// The invented course 9001 of the demo (`site/demo/stepik/`).
     pub(crate) fn fixtures() -> Setup {
         let store = [
             ("courses", "api_courses_9001.json"),
@@ -149,8 +165,8 @@ impl Setup {
         Setup {
             store,
             grade_pages: vec![
-                fixture("api_course-grades__course_9001__page_1.json"),
-                fixture("api_course-grades__course_9001__page_2.json"),
+                demo("api_course-grades__course_9001__page_1.json"),
+                demo("api_course-grades__course_9001__page_2.json"),
             ],
             has_next_past_end: false,
             ids_page_size: None,
@@ -333,14 +349,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     let mut req = Req {
         method: request.method().to_string(),
         path: path.to_owned(),
-        query: query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (percent_decode(k), percent_decode(v))
-            })
-            .collect(),
+        query: form_pairs(query),
         authorization: header("Authorization"),
         user_agent: header("User-Agent"),
         body,
@@ -393,7 +402,7 @@ fn route(setup: &Setup, control: &Control, req: &Req) -> Reply {
         if !good {
             return Reply::json(401, &fixture("oauth2_token__error_invalid_client.json"));
         }
-        let mut token = fixture("oauth2_token__client_credentials.json");
+        let mut token = demo("oauth2_token__client_credentials.json");
         token["access_token"] = control.issue_token().into();
         return Reply::json(200, &token);
     }
@@ -405,7 +414,7 @@ fn route(setup: &Setup, control: &Control, req: &Req) -> Reply {
     }
     let segments: Vec<&str> = req.path.trim_start_matches("/api/").split('/').collect();
     match segments.as_slice() {
-        ["stepics", "1"] => Reply::json(200, &fixture("api_stepics_1.json")),
+        ["stepics", "1"] => Reply::json(200, &demo("api_stepics_1.json")),
         // `&user=<id>`: that learner's row alone (../shared/reference/stepik.md), an
         // empty list for someone who is not a learner of the course.
         ["course-grades"] if req.param("user").is_some() => {
@@ -473,31 +482,4 @@ pub(crate) fn envelope(resource: &str, page: u32, has_next: bool, items: &[Value
         resource: items,
         "side-loaded": [{"id": 1, "unrelated": true}],
     })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -19,7 +19,8 @@ pub(crate) fn json_members(body: &str) -> Vec<(String, String)> {
 }
 
 /// `a=1&b=two%20words` as `(name, value)` pairs, `+` and `%XX` decoded: how Boomstream
-/// reads its documented GET mode (the query string). A broken escape stays as it is.
+/// reads its documented GET mode (the query string), and how the Stepik stand-in reads
+/// query strings (`ids%5B%5D` as `ids[]`). A broken escape stays as it is.
 pub(crate) fn form_pairs(text: &str) -> Vec<(String, String)> {
     text.split('&')
         .filter(|p| !p.is_empty())

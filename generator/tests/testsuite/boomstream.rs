@@ -8,9 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)] // The D1 helpers serve the other test binaries.
-mod common;
-
 use generator::boomstream::{
     ACCESS_CODE_LEN, API_KEY_VAR, API_URL_VAR, AccessProblem, AddedBuyer, BoomstreamClient,
     BoomstreamConfig, BoomstreamError, Buyer, BuyerUpdate, DEFAULT_BASE_URL, MAX_REDIRECTS,
@@ -330,9 +327,9 @@ fn documented_params(
     body: &str,
 ) -> Vec<(String, String)> {
     match method {
-        "GET" => common::request::form_pairs(url.split_once('?').map_or("", |(_, q)| q)),
+        "GET" => crate::support::request::form_pairs(url.split_once('?').map_or("", |(_, q)| q)),
         "POST" if content_type.is_some_and(|c| c.starts_with("application/json")) => {
-            common::request::json_members(body)
+            crate::support::request::json_members(body)
         }
         _ => Vec::new(),
     }

@@ -1,0 +1,11 @@
+//! What the feature modules share: the stand-ins for the services the generator talks
+//! to, and the real local D1.
+
+/// A stateful Boomstream stand-in that keeps buyers as the real service does.
+pub(crate) mod boomstream;
+/// The real local D1 through wrangler, migrated, in a temporary folder.
+pub(crate) mod local_d1;
+/// Reading requests the way the real services read them.
+pub(crate) mod request;
+/// The Stepik stand-in serving the demo course (`site/demo/stepik/`) with faults.
+pub(crate) mod stepik;
