@@ -183,7 +183,7 @@ fn decode_hex(s: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
 
-    // The published vector (aiogram's test suite), see shared/reference/telegram.md.
+    // A published vector: the one in the aiogram library's tests of its login-widget check.
     const TOKEN: &str = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11";
     const HASH: &str = "c303db2b5a06fe41d23a9b14f7c545cfc11dcc7473c07c9c5034ae60062461ce";
     const AUTH_DATE: i64 = 1_565_810_688;

@@ -43,8 +43,8 @@ struct Seen {
     user_agent: Option<String>,
     body: String,
     /// The parameters Boomstream reads: the query of a GET, the members of a POST's
-    /// JSON body. A form-encoded body is not a documented input mode
-    /// (../shared/reference/boomstream.md, "Input modes"), so nothing is read from one.
+    /// JSON body. A form-encoded body is not one of the input modes Boomstream's API
+    /// pages document (GET with a query, POST with JSON), so nothing is read from one.
     params: Vec<(String, String)>,
     /// Requests the mock answered before this one.
     index: usize,

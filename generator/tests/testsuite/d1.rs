@@ -519,7 +519,8 @@ impl FakeApi {
                     body: serde_json::from_str(&raw).unwrap_or(Value::String(raw)),
                 };
                 // The API reference types `params` as an array of strings, and a JSON
-                // `null` has been seen refused (../shared/reference/cloudflare.md): refuse
+                // `null` has been seen refused (Cloudflare's own Outerbase writes `NULL`
+                // into the SQL instead): refuse
                 // it here too, whatever the script says. (The message's wording is ours.)
                 let bound_null = {
                     let statements = match entry.body.get("batch") {

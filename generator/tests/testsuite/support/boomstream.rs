@@ -1,5 +1,5 @@
 //! A Boomstream stand-in that keeps buyers the way the real service is documented and
-//! observed to (../shared/reference/boomstream.md; Boomstream's official Moodle plugin,
+//! observed to (Boomstream's API pages, boomstream.com/api; its official Moodle plugin,
 //! `boomstream-com/boomstream-moodle`, filter.php): it reads only the documented input
 //! modes, answers a wrong key with HTTP 200 `Status: Failed`, gives a buyer of a group
 //! subscription every video in it and a buyer of a single one the media named, and

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// The members of a JSON request body as `(name, text)` pairs: how Boomstream reads its
-/// documented POST mode (../shared/reference/boomstream.md, "Input modes"). Anything that
+/// documented POST mode (its API pages: a JSON body "works for every API method"). Anything that
 /// is not a JSON object (a form-encoded body) yields nothing.
 pub(crate) fn json_members(body: &str) -> Vec<(String, String)> {
     match serde_json::from_str::<Value>(body) {

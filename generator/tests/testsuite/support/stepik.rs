@@ -415,7 +415,8 @@ fn route(setup: &Setup, control: &Control, req: &Req) -> Reply {
     let segments: Vec<&str> = req.path.trim_start_matches("/api/").split('/').collect();
     match segments.as_slice() {
         ["stepics", "1"] => Reply::json(200, &demo("api_stepics_1.json")),
-        // `&user=<id>`: that learner's row alone (../shared/reference/stepik.md), an
+        // `&user=<id>`: that learner's row alone (the `user` filter of Stepik's
+        // course-grades, as its API docs and per-student checks use it), an
         // empty list for someone who is not a learner of the course.
         ["course-grades"] if req.param("user").is_some() => {
             let user: Option<u64> = req.param("user").and_then(|u| u.parse().ok());
