@@ -342,17 +342,18 @@ pub fn percent_decode(segment: &str) -> Option<String> {
     decode_component(segment.as_bytes(), usize::MAX).ok()
 }
 
+/// What [`encode_component`] leaves as it is: RFC 3986's unreserved characters and `/`
+/// (a path inside a `next` parameter stays readable).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
 /// Percent-encodes a value for a query string.
 pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// The value of the named field (the first one when repeated).
@@ -374,20 +375,8 @@ pub fn safe_next(next: &str) -> Option<String> {
         && !next.starts_with("//")
         && !next.contains('\\')
         && !next.chars().any(|c| c.is_control() || c.is_whitespace());
-    ok.then(|| {
-        let mut out = String::with_capacity(next.len());
-        for c in next.chars() {
-            if c.is_ascii() {
-                out.push(c);
-            } else {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-        }
-        out
-    })
+    // Controls are refused above; `CONTROLS` also encodes every non-ASCII byte.
+    ok.then(|| percent_encoding::utf8_percent_encode(next, percent_encoding::CONTROLS).to_string())
 }
 
 #[cfg(test)]

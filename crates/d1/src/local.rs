@@ -1,11 +1,8 @@
 //! The local D1 through wrangler.
 
-use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -194,50 +191,27 @@ pub fn path_with_local_node(repo_root: &Path) -> Option<std::ffi::OsString> {
     std::env::join_paths(std::iter::once(tools).chain(std::env::split_paths(&current))).ok()
 }
 
-/// A uniquely named SQL file in the temporary directory (owner-only), removed on drop.
+/// A uniquely named SQL file in the temporary directory, removed on drop. It may hold
+/// password hashes (`users add --d1 local`): `tempfile` creates it new (never through an
+/// existing name or link) and owner-only (mode 0600 on Unix).
 struct TempSqlFile {
+    /// Kept open until dropped: then the file is removed.
+    _file: tempfile::NamedTempFile,
     path: PathBuf,
 }
 
 impl TempSqlFile {
     fn create(contents: &str) -> Result<Self, D1Error> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!(
-            "generator-d1-{}-{nanos}-{}.sql",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        // It may hold password hashes (`users add --d1 local`): owner-only, created new.
-        let mut file =
-            create_new(&path).map_err(io_error(format!("creating {}", path.display())))?;
-        let file_guard = Self { path };
+        let mut file = tempfile::Builder::new()
+            .prefix("generator-d1-")
+            .suffix(".sql")
+            .tempfile()
+            .map_err(io_error("creating a temporary SQL file".to_owned()))?;
+        let path = file.path().to_path_buf();
         file.write_all(contents.as_bytes())
             .and_then(|()| file.flush())
-            .map_err(io_error(format!("writing {}", file_guard.path.display())))?;
-        Ok(file_guard)
-    }
-}
-
-/// Creates `path`, which must not exist yet (not even as a symbolic link), for writing,
-/// with mode 0600 on Unix (as the generator's `secret_file::create_new`).
-fn create_new(path: &Path) -> std::io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-impl Drop for TempSqlFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+            .map_err(io_error(format!("writing {}", path.display())))?;
+        Ok(Self { _file: file, path })
     }
 }
 
