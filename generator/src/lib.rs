@@ -3,8 +3,10 @@
 
 pub mod admin;
 pub mod boomstream;
+pub mod build;
 pub mod demo;
 pub(crate) mod net;
 pub mod secret_file;
+pub mod site_files;
 pub mod stepik;
 pub mod sync;
