@@ -1,45 +1,22 @@
-//! `generator build`: renders the static site from a site folder, in every language.
+//! The static site: rendered from a site folder ([`crate::site_files`]), in every
+//! language, and written into the assets directory wrangler serves. `generator build`
+//! is [`render`] then [`write_all`].
 
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use course_core::pages::{ErrorView, LoginView, PageLang, Pages};
 use course_core::site::Lang;
 
-use crate::cli::BuildArgs;
 use crate::site_files;
 
 /// Long caching for content-hashed assets; HTML keeps the platform's default
 /// (revalidate on every use).
 const IMMUTABLE: &str = "/assets/*\n  cache-control: public, max-age=31536000, immutable\n";
 
-pub(crate) fn run(args: &BuildArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let files = render(&args.config, args.structure.as_deref())?;
-    write_all(&args.out, &files)?;
-    for (name, content) in &files {
-        println!(
-            "  wrote {} ({} bytes)",
-            args.out.join(name).display(),
-            content.len()
-        );
-    }
-    println!(
-        "built {} files into {} in {} ms",
-        files.len(),
-        args.out.display(),
-        started.elapsed().as_millis()
-    );
-    Ok(())
-}
-
 /// Every file of the static site: (path inside the assets directory, content), in a
 /// fixed order, so the same input always gives byte-identical output.
-pub(crate) fn render(
-    config: &Path,
-    structure: Option<&Path>,
-) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+pub fn render(config: &Path, structure: Option<&Path>) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let site_files::SiteFiles {
         site,
         templates,
@@ -106,7 +83,11 @@ pub(crate) fn render(
 /// (an old hashed stylesheet, say) without touching anything else in the folder.
 const MANIFEST: &str = ".generator-files";
 
-fn write_all(out: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+/// Writes `files` (from [`render`]) into `out`, creating folders as needed, and removes
+/// what the previous build there wrote and this one does not (nothing else). Returns the
+/// paths it removed.
+pub fn write_all(out: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
     let manifest = out.join(MANIFEST);
     let previous = std::fs::read_to_string(&manifest).unwrap_or_default();
     for (name, content) in files {
@@ -130,12 +111,12 @@ fn write_all(out: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
             if path.is_file() {
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing the stale {}", path.display()))?;
-                println!("  removed {}", path.display());
+                removed.push(path);
             }
         }
     }
     let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
     std::fs::write(&manifest, names.join("\n") + "\n")
         .with_context(|| format!("writing {}", manifest.display()))?;
-    Ok(())
+    Ok(removed)
 }

@@ -22,10 +22,9 @@ pub(crate) enum Command {
     /// Sync every student's progress from Stepik, decide by the unlock rules which
     /// videos each has earned, and record new grants (and progress) in D1.
     ///
-    /// Credentials come from the environment: STEPIK_CLIENT_ID, STEPIK_CLIENT_SECRET
-    /// (an OAuth application of a teacher of the course), STEPIK_COURSE_ID (else the
-    /// configuration's stepik_course_id), STEPIK_API_URL (default https://stepik.org);
-    /// for `--d1 remote` also CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN.
+    /// The Stepik, Cloudflare and Boomstream settings below are best given in the
+    /// environment (the variables each names): a value on the command line is visible
+    /// to other users of the machine.
     Sync(SyncArgs),
     /// Read a password from stdin (or ask for it on a terminal) and print its Argon2id
     /// PHC string, for seeding `users.password_hash` with wrangler.
@@ -35,6 +34,9 @@ pub(crate) enum Command {
     ///
     /// USER is an e-mail, or id:N, telegram:N, stepik:N. Commands that change something
     /// take `--d1 local`, `--d1 remote` or `--sql FILE`; `show` and `list` need `--d1`.
+    /// `--d1 remote` reads its Cloudflare settings, and a change of someone's Boomstream
+    /// access its Boomstream settings, from the options (or variables) each command's
+    /// `--help` lists.
     #[command(subcommand)]
     Users(UsersCommand),
     /// Give or take away videos by hand: manual grants (`source = 'manual'`), which a
@@ -85,12 +87,8 @@ pub(crate) struct SyncArgs {
     /// The site configuration (videos and unlock rules).
     #[arg(long, default_value = "site/config.toml")]
     pub(crate) config: PathBuf,
-    /// Which D1 database to write.
-    #[arg(long, value_enum)]
-    pub(crate) d1: D1Target,
-    /// With `--d1 local`: the folder wrangler keeps local state in (as `--persist-to`).
-    #[arg(long)]
-    pub(crate) persist_to: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) db: D1Args,
     /// Print what would change (per student) and write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -120,6 +118,129 @@ pub(crate) struct SyncArgs {
     /// does this once a week). Needs BOOMSTREAM_API_KEY.
     #[arg(long)]
     pub(crate) recheck_boomstream: bool,
+    #[command(flatten)]
+    pub(crate) stepik: StepikArgs,
+    #[command(flatten)]
+    pub(crate) boomstream: BoomstreamArgs,
+}
+
+/// The Stepik OAuth application and course of `generator sync` (none needed with
+/// `--demo`).
+#[derive(Debug, Args)]
+#[group(skip)]
+pub(crate) struct StepikArgs {
+    /// The client id of an OAuth application (client credentials) of a teacher of the
+    /// course.
+    #[arg(
+        long,
+        help_heading = "Stepik",
+        env = "STEPIK_CLIENT_ID",
+        value_name = "ID"
+    )]
+    pub(crate) stepik_client_id: Option<String>,
+    /// That application's client secret.
+    #[arg(
+        long,
+        help_heading = "Stepik",
+        env = "STEPIK_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub(crate) stepik_client_secret: Option<String>,
+    /// The Stepik course (default: stepik_course_id in the configuration).
+    #[arg(
+        long,
+        help_heading = "Stepik",
+        env = "STEPIK_COURSE_ID",
+        value_name = "N"
+    )]
+    pub(crate) stepik_course_id: Option<String>,
+    /// Stepik's address, for tests or staging (default: https://stepik.org).
+    #[arg(
+        long,
+        help_heading = "Stepik",
+        env = "STEPIK_API_URL",
+        value_name = "URL"
+    )]
+    pub(crate) stepik_api_url: Option<String>,
+}
+
+/// Boomstream's API, where grants become buyer entries; without a key nothing is sent
+/// there (what is owed stays recorded in D1 for a run with one).
+#[derive(Debug, Args)]
+#[group(skip)]
+pub(crate) struct BoomstreamArgs {
+    /// The Boomstream API key.
+    #[arg(
+        long,
+        help_heading = "Boomstream",
+        env = "BOOMSTREAM_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub(crate) boomstream_api_key: Option<String>,
+    /// The API root, for tests or staging (default: https://boomstream.com/api).
+    #[arg(
+        long,
+        help_heading = "Boomstream",
+        env = "BOOMSTREAM_API_URL",
+        value_name = "URL"
+    )]
+    pub(crate) boomstream_api_url: Option<String>,
+}
+
+/// How `--d1 remote` reaches the database through the D1 HTTP API.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub(crate) struct CloudflareArgs {
+    /// The Cloudflare account id.
+    #[arg(
+        long,
+        help_heading = "Cloudflare (--d1 remote)",
+        env = "CLOUDFLARE_ACCOUNT_ID",
+        value_name = "ID"
+    )]
+    pub(crate) cloudflare_account_id: Option<String>,
+    /// An API token with D1 Edit permission.
+    #[arg(
+        long,
+        help_heading = "Cloudflare (--d1 remote)",
+        env = "CLOUDFLARE_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) cloudflare_api_token: Option<String>,
+    /// The database id (default: the `DB` binding's in wrangler.toml).
+    #[arg(
+        long,
+        help_heading = "Cloudflare (--d1 remote)",
+        env = "CLOUDFLARE_D1_DATABASE_ID",
+        value_name = "ID"
+    )]
+    pub(crate) d1_database_id: Option<String>,
+    /// The API root, for tests (default: https://api.cloudflare.com/client/v4).
+    #[arg(
+        long,
+        help_heading = "Cloudflare (--d1 remote)",
+        env = "CLOUDFLARE_API_BASE_URL",
+        value_name = "URL"
+    )]
+    pub(crate) cloudflare_api_base_url: Option<String>,
+}
+
+/// The D1 database a command reads or writes: `--d1 local|remote`.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub(crate) struct D1Args {
+    /// The database: `local` (the one `wrangler dev` serves, through wrangler; run from
+    /// the repository root) or `remote` (production, through the D1 HTTP API).
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub(crate) d1: D1Target,
+    /// With `--d1 local`: the folder wrangler keeps local state in (as `--persist-to`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) persist_to: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) cloudflare: CloudflareArgs,
 }
 
 /// Where an admin command writes: exactly one of `--d1 local|remote` and `--sql FILE`.
@@ -128,9 +249,9 @@ pub(crate) struct SyncArgs {
 #[command(group(ArgGroup::new("target").required(true).multiple(false).args(["d1", "sql"])))]
 pub(crate) struct WriteTarget {
     /// The database to change: `local` (the one `wrangler dev` serves, through wrangler;
-    /// run from the repository root) or `remote` (production, through the D1 HTTP API:
-    /// CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN). Everything is checked first;
-    /// nothing is written when anything is wrong.
+    /// run from the repository root) or `remote` (production, through the D1 HTTP API,
+    /// with the Cloudflare settings below). Everything is checked first; nothing is
+    /// written when anything is wrong.
     #[arg(long, value_enum, value_name = "WHERE")]
     pub(crate) d1: Option<D1Target>,
     /// With `--d1 local`: the folder wrangler keeps local state in (as `--persist-to`).
@@ -147,17 +268,10 @@ pub(crate) struct WriteTarget {
     /// BOOMSTREAM_API_KEY is set, to carry the change out on Boomstream at once.
     #[arg(long, value_name = "FILE", default_value = "site/config.toml")]
     pub(crate) config: PathBuf,
-}
-
-/// The database a read-only admin command reads.
-#[derive(Debug, Args)]
-pub(crate) struct ReadTarget {
-    /// The database to read: `local` (through wrangler) or `remote` (D1 HTTP API).
-    #[arg(long, value_enum, value_name = "WHERE")]
-    pub(crate) d1: D1Target,
-    /// With `--d1 local`: the folder wrangler keeps local state in (as `--persist-to`).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) persist_to: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) cloudflare: CloudflareArgs,
+    #[command(flatten)]
+    pub(crate) boomstream: BoomstreamArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,7 +438,7 @@ pub(crate) struct UsersShowArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) target: ReadTarget,
+    pub(crate) target: D1Args,
 }
 
 #[derive(Debug, Args)]
@@ -336,7 +450,7 @@ pub(crate) struct UsersListArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) target: ReadTarget,
+    pub(crate) target: D1Args,
 }
 
 #[derive(Debug, Subcommand)]

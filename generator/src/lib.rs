@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod boomstream;
+pub mod build;
 pub mod demo;
 pub mod secret_file;
+pub mod site_files;
 pub mod stepik;
 pub mod sync;

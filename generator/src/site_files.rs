@@ -1,5 +1,6 @@
 //! Reading a site folder from disk: configuration, texts, templates, static files and
-//! the optional course structure, each error naming its file.
+//! the optional course structure, each error naming its file. The site build
+//! ([`crate::build`]) reads it all; the sync and the admin commands, the configuration.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,13 +9,13 @@ use anyhow::{Context as _, bail};
 use course_core::site::{CourseStructure, Lang, Messages, Site, SiteConfig};
 
 /// A site folder as read from disk.
-pub(crate) struct SiteFiles {
+pub struct SiteFiles {
     /// Configuration, texts, hashed asset names and structure, checked.
-    pub(crate) site: Site,
+    pub site: Site,
     /// `templates/*.html`: (name, source), sorted by name.
-    pub(crate) templates: Vec<(String, String)>,
+    pub templates: Vec<(String, String)>,
     /// `static/*`: (hashed name, content), sorted.
-    pub(crate) assets: Vec<(String, Vec<u8>)>,
+    pub assets: Vec<(String, Vec<u8>)>,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -40,7 +41,7 @@ fn file_name(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Reads and checks just the configuration (what the sync needs).
-pub(crate) fn load_config(config_path: &Path) -> anyhow::Result<SiteConfig> {
+pub fn load_config(config_path: &Path) -> anyhow::Result<SiteConfig> {
     let config: SiteConfig = toml::from_str(&read(config_path)?).with_context(|| {
         format!(
             "{} is not a valid site configuration",
@@ -55,7 +56,7 @@ pub(crate) fn load_config(config_path: &Path) -> anyhow::Result<SiteConfig> {
 }
 
 /// Reads and checks the site whose configuration is `config_path`.
-pub(crate) fn load(config_path: &Path, structure: Option<&Path>) -> anyhow::Result<SiteFiles> {
+pub fn load(config_path: &Path, structure: Option<&Path>) -> anyhow::Result<SiteFiles> {
     let dir = config_path.parent().unwrap_or(Path::new("."));
     let config = load_config(config_path)?;
 

@@ -44,8 +44,8 @@ pub struct SyncOptions {
     pub changes_to_stderr: bool,
     /// Progress lines every this many learners (0: none).
     pub progress_every: u64,
-    /// On a terminal: one status line rewritten in place (a progress indicator)
-    /// instead of a new log line each time.
+    /// On a terminal: a spinner with the count and rate (indicatif), redrawn in place,
+    /// instead of a log line every `progress_every` learners.
     pub progress_inline: bool,
     /// Boomstream's API (from BOOMSTREAM_API_KEY); none = grants are not pushed there.
     pub boomstream: Option<crate::boomstream::BoomstreamConfig>,
@@ -119,7 +119,14 @@ fn plan_learner(planner: &mut plan::Planner<'_>, learner: &Learner) {
 pub fn run(opts: &SyncOptions, db: &mut dyn D1) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary::default();
-    let client = StepikClient::new(opts.stepik.clone()).context("setting up the Stepik client")?;
+    let mut client =
+        StepikClient::new(opts.stepik.clone()).context("setting up the Stepik client")?;
+    let spinner = scan_spinner(opts);
+    if let Some(bar) = &spinner {
+        // The client's warnings (retries) print above the spinner, not through it.
+        let bar = bar.clone();
+        client.set_logger(move |message| bar.suspend(|| eprintln!("stepik: {message}")));
+    }
 
     let me = client
         .whoami()
@@ -157,7 +164,16 @@ pub fn run(opts: &SyncOptions, db: &mut dyn D1) -> anyhow::Result<Summary> {
         Some(start_run(db)?)
     };
 
-    let result = scan_and_write(opts, db, &client, &rules, &state, &mut summary).map_err(|e| {
+    let result = scan_and_write(
+        opts,
+        db,
+        &client,
+        spinner.as_ref(),
+        &rules,
+        &state,
+        &mut summary,
+    )
+    .map_err(|e| {
         let forbidden = e.chain().any(|c| {
             matches!(
                 c.downcast_ref::<crate::stepik::StepikError>(),
@@ -193,36 +209,63 @@ pub fn run(opts: &SyncOptions, db: &mut dyn D1) -> anyhow::Result<Summary> {
     result.map(|()| summary)
 }
 
+/// The grade-book scan's progress spinner, hidden until the scan starts; none unless
+/// `progress_inline`.
+fn scan_spinner(opts: &SyncOptions) -> Option<indicatif::ProgressBar> {
+    if !opts.progress_inline || opts.progress_every == 0 {
+        return None;
+    }
+    let style = indicatif::ProgressStyle::with_template(
+        "  {spinner} scanning the grade book: {pos} learners, {rate}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let elapsed = state.elapsed().as_secs_f64().max(0.001);
+            let _ = write!(w, "{:.0}/s", state.pos() as f64 / elapsed);
+        },
+    );
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_style(style);
+    Some(bar)
+}
+
 fn scan_and_write(
     opts: &SyncOptions,
     db: &mut dyn D1,
     client: &StepikClient,
+    spinner: Option<&indicatif::ProgressBar>,
     rules: &plan::Rules<'_>,
     state: &plan::DbState,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let mut planner = plan::Planner::new(state, rules, opts.revoke);
     let mut seen = 0u64;
-    let scan_started = Instant::now();
+    if let Some(bar) = spinner {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.reset_elapsed();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
     let report = client
         .scan_grades(opts.course_id, opts.pass_rule, &mut |learner: Learner| {
             plan_learner(&mut planner, &learner);
             seen += 1;
-            if opts.progress_every > 0 && seen.is_multiple_of(opts.progress_every) {
-                if opts.progress_inline {
-                    let elapsed = scan_started.elapsed().as_secs_f64().max(0.001);
-                    eprint!(
-                        "\r  scanning the grade book: {seen} learners, {:.0}/s   ",
-                        seen as f64 / elapsed
-                    );
-                } else {
-                    eprintln!("  scanned {seen} learners");
-                }
+            if let Some(bar) = spinner {
+                bar.inc(1);
+            } else if opts.progress_every > 0 && seen.is_multiple_of(opts.progress_every) {
+                eprintln!("  scanned {seen} learners");
             }
         })
         .context("scanning the course grade book");
-    if opts.progress_inline && opts.progress_every > 0 && seen >= opts.progress_every {
-        eprintln!();
+    if let Some(bar) = spinner {
+        // The spinner gives way to a log line with the last count and rate.
+        bar.finish_and_clear();
+        let elapsed = bar.elapsed().as_secs_f64().max(0.001);
+        eprintln!(
+            "  scanned the grade book: {seen} learners, {:.0}/s",
+            seen as f64 / elapsed
+        );
     }
     let mut report = report?;
     // Offset paging can still move a learner between pages while the scan runs (an

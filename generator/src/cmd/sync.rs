@@ -1,29 +1,22 @@
-//! `generator sync`: settings from the command line and the environment, then
-//! [`generator::sync::run`].
+//! `generator sync`: settings from the arguments (and their environment variables),
+//! then [`generator::sync::run`], then the summary.
 
 use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use d1::{D1, LocalD1, RemoteD1};
 use generator::stepik::{PassRule, StepikConfig};
 use generator::sync::{self, SyncOptions};
+use generator::{demo, site_files};
 
-use crate::cli::{D1Target, PassRuleArg, SyncArgs};
-use crate::site_files;
+use super::target::{self, given};
+use crate::cli::{PassRuleArg, StepikArgs, SyncArgs};
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
+pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<()> {
     let boomstream = if args.demo {
         None
     } else {
-        generator::boomstream::BoomstreamConfig::from_env()
+        target::boomstream_config(&args.boomstream)
     };
     if args.recheck_boomstream && boomstream.is_none() {
         bail!(
@@ -35,7 +28,7 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
 
     // The demo server must outlive the sync: keep its handle here.
     let demo = if args.demo {
-        Some(generator::demo::start().context("starting the demo Stepik server")?)
+        Some(demo::start().context("starting the demo Stepik server")?)
     } else {
         None
     };
@@ -47,21 +40,11 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
             );
             let mut cfg = StepikConfig::new("demo", "demo");
             cfg.base_url = server.base_url.clone();
-            (cfg, generator::demo::COURSE_ID)
+            (cfg, demo::COURSE_ID)
         }
         None => {
-            let (Some(id), Some(secret)) = (env("STEPIK_CLIENT_ID"), env("STEPIK_CLIENT_SECRET"))
-            else {
-                bail!(
-                    "set STEPIK_CLIENT_ID and STEPIK_CLIENT_SECRET (an OAuth application of a teacher of the course), \
-                     or use --demo for the bundled demo course"
-                );
-            };
-            let mut cfg = StepikConfig::new(id, secret);
-            if let Some(url) = env("STEPIK_API_URL") {
-                cfg.base_url = url;
-            }
-            let course_id = match env("STEPIK_COURSE_ID") {
+            let cfg = stepik_config(&args.stepik)?;
+            let course_id = match given(args.stepik.stepik_course_id.as_deref()) {
                 Some(v) => v.parse().with_context(|| {
                     format!("STEPIK_COURSE_ID must be a course number, not {v:?}")
                 })?,
@@ -77,20 +60,7 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
     };
     stepik.concurrency = usize::from(args.concurrency);
 
-    let mut db: Box<dyn D1> = match args.d1 {
-        D1Target::Local => {
-            let root = std::env::current_dir().context("finding the current folder")?;
-            if !root.join("wrangler.toml").is_file() {
-                bail!(
-                    "--d1 local runs wrangler from the repository root: run it where wrangler.toml is"
-                );
-            }
-            Box::new(LocalD1::new(root, args.persist_to.clone()))
-        }
-        D1Target::Remote => Box::new(
-            RemoteD1::from_env(Path::new("wrangler.toml")).context("setting up the D1 HTTP API")?,
-        ),
-    };
+    let mut db = target::open(&args.db)?;
 
     let on_terminal = std::io::stderr().is_terminal();
     let opts = SyncOptions {
@@ -124,6 +94,24 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<()> {
         print_summary(&summary);
     }
     Ok(())
+}
+
+/// The Stepik client's settings: the OAuth application, and the address when given.
+fn stepik_config(args: &StepikArgs) -> anyhow::Result<StepikConfig> {
+    let (Some(id), Some(secret)) = (
+        given(args.stepik_client_id.as_deref()),
+        given(args.stepik_client_secret.as_deref()),
+    ) else {
+        bail!(
+            "set STEPIK_CLIENT_ID and STEPIK_CLIENT_SECRET (an OAuth application of a teacher of the course), \
+             or use --demo for the bundled demo course"
+        );
+    };
+    let mut cfg = StepikConfig::new(id, secret);
+    if let Some(url) = given(args.stepik_api_url.as_deref()) {
+        cfg.base_url = url;
+    }
+    Ok(cfg)
 }
 
 fn print_summary(s: &sync::Summary) {
