@@ -583,43 +583,35 @@ pub fn import(
     }
 
     // Hash what is written: given passwords of new accounts and updates, generated ones.
-    let mut generated: Vec<(usize, String)> = Vec::new();
-    for (index, (row, action)) in rows.iter().zip(&actions).enumerate() {
-        if *action == Action::Create && row.password.is_none() {
-            generated.push((index, passwords::generate()?));
+    let mut planned: Vec<Planned<'_>> = rows
+        .iter()
+        .zip(actions)
+        .map(|(row, action)| Planned {
+            row,
+            action,
+            generated: None,
+            hash: None,
+        })
+        .collect();
+    for p in &mut planned {
+        if p.action == Action::Create && p.row.password.is_none() {
+            p.generated = Some(passwords::generate()?);
         }
     }
-    let mut plaintexts: Vec<Option<&str>> = vec![None; rows.len()];
-    for (index, (row, action)) in rows.iter().zip(&actions).enumerate() {
-        match action {
-            Action::Create | Action::Update { password: true, .. } => {
-                plaintexts[index] = row.password.as_deref();
-            }
-            _ => {}
-        }
-    }
-    for (index, password) in &generated {
-        plaintexts[*index] = Some(password);
-    }
-    let to_hash: Vec<(usize, &str)> = plaintexts
+    let (indexes, to_hash): (Vec<usize>, Vec<&str>) = planned
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| p.map(|p| (i, p)))
-        .collect();
-    let hashed = passwords::hash_all(
-        opts.hasher,
-        &to_hash.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
-        opts.progress,
-        "hashing passwords",
-    )?;
-    let mut hashes: Vec<Option<String>> = vec![None; rows.len()];
-    for ((index, _), hash) in to_hash.iter().zip(hashed) {
-        hashes[*index] = Some(hash);
+        .filter_map(|(i, p)| p.password_to_write().map(|password| (i, password)))
+        .unzip();
+    let hashed = passwords::hash_all(opts.hasher, &to_hash, opts.progress, "hashing passwords")?;
+    for (index, hash) in indexes.into_iter().zip(hashed) {
+        planned[index].hash = Some(hash);
     }
+    let generated = planned.iter().filter(|p| p.generated.is_some()).count();
 
     let mut report = ImportReport {
         rows: rows.len(),
-        generated: generated.len(),
+        generated,
         ..ImportReport::default()
     };
     let same: Vec<u64> = rows
@@ -633,11 +625,13 @@ pub fn import(
             lines_list(&same)
         ));
     }
-    let short: Vec<u64> = rows
+    let short: Vec<u64> = planned
         .iter()
-        .zip(&plaintexts)
-        .filter(|(_, p)| p.is_some_and(|p| validate::password(p).is_err()))
-        .map(|(row, _)| row.line)
+        .filter(|p| {
+            p.password_to_write()
+                .is_some_and(|password| validate::password(password).is_err())
+        })
+        .map(|p| p.row.line)
         .collect();
     if !short.is_empty() {
         report.messages.push(format!(
@@ -648,8 +642,8 @@ pub fn import(
             lines_list(&short)
         ));
     }
-    for action in &actions {
-        match action {
+    for p in &planned {
+        match p.action {
             Action::Create => report.created += 1,
             Action::Update { .. } => report.updated += 1,
             Action::Unchanged => report.unchanged += 1,
@@ -658,18 +652,18 @@ pub fn import(
     }
 
     let statements = match target {
-        Target::Db(_) => db_statements(&rows, &actions, &hashes),
-        Target::Script(_) => script_statements(&rows, &hashes, opts.update),
+        Target::Db(_) => db_statements(&planned),
+        Target::Script(_) => script_statements(&planned, opts.update),
     };
     report.statements = statements.len();
 
     // The passwords file comes first: passwords must not be lost once accounts exist.
-    if let (Some(path), false) = (opts.passwords_out, generated.is_empty()) {
-        write_passwords(path, &rows, &generated)?;
+    if let (Some(path), true) = (opts.passwords_out, generated > 0) {
+        write_passwords(path, &planned)?;
         report.messages.push(format!(
             "generated passwords for {} account{} written to {} (keep it safe; it is not written again)",
-            generated.len(),
-            if generated.len() == 1 { "" } else { "s" },
+            generated,
+            if generated == 1 { "" } else { "s" },
             path.display()
         ));
     }
@@ -682,7 +676,7 @@ pub fn import(
                         "writing the import to D1 failed; part of it may have been written: \
                          run the same import again (accounts already created are skipped)"
                             .to_owned();
-                    if let (Some(path), false) = (opts.passwords_out, generated.is_empty()) {
+                    if let (Some(path), true) = (opts.passwords_out, generated > 0) {
                         message.push_str(&format!(
                             "; the passwords in {} hold only for the accounts that were created",
                             path.display()
@@ -714,7 +708,7 @@ pub fn import(
                     if report.rows == 1 { "" } else { "s" },
                 ),
             );
-            if !generated.is_empty() {
+            if generated > 0 {
                 report.messages.push(
                     "note: a generated password takes effect only for an account the file creates; \
                      existing accounts keep theirs"
@@ -893,13 +887,9 @@ fn classify(
 
 /// Statements for a database: multi-row inserts of new accounts, one update per changed
 /// account.
-fn db_statements(
-    rows: &[ImportRow],
-    actions: &[Action],
-    hashes: &[Option<String>],
-) -> Vec<Statement> {
+fn db_statements(planned: &[Planned<'_>]) -> Vec<Statement> {
     let mut statements = Vec::new();
-    for (r, action) in actions.iter().enumerate() {
+    for p in planned {
         let Action::Update {
             id,
             name,
@@ -907,11 +897,11 @@ fn db_statements(
             stepik,
             password,
             access_code,
-        } = *action
+        } = p.action
         else {
             continue;
         };
-        let row = &rows[r];
+        let row = p.row;
         let mut sets = Vec::new();
         let mut params = vec![SqlValue::from(id)];
         let mut set = |column: &str, value: SqlValue| {
@@ -928,7 +918,7 @@ fn db_statements(
             set("stepik_user_id", SqlValue::from(row.stepik_user_id));
         }
         if password {
-            set("password_hash", SqlValue::from(hashes[r].clone()));
+            set("password_hash", SqlValue::from(p.hash.clone()));
         }
         if access_code {
             // Only fills a missing code: one the sync made since the users were read
@@ -944,17 +934,18 @@ fn db_statements(
             params,
         ));
     }
-    let creates: Vec<usize> = (0..rows.len())
-        .filter(|&r| actions[r] == Action::Create)
+    let creates: Vec<&Planned<'_>> = planned
+        .iter()
+        .filter(|p| p.action == Action::Create)
         .collect();
     for chunk in creates.chunks(ROWS_PER_INSERT) {
         let mut sql = format!("INSERT INTO users ({INSERT_COLUMNS}) VALUES ");
         let mut params = Vec::with_capacity(chunk.len() * 6);
-        for (k, &r) in chunk.iter().enumerate() {
+        for (k, p) in chunk.iter().enumerate() {
             if k > 0 {
                 sql.push_str(", ");
             }
-            let values = insert_values(&rows[r], &hashes[r]);
+            let values = insert_values(p.row, &p.hash);
             let n = params.len();
             let marks: Vec<String> = (1..=values.len()).map(|i| format!("?{}", n + i)).collect();
             sql.push_str(&format!("({})", marks.join(", ")));
@@ -967,6 +958,27 @@ fn db_statements(
 
 /// The columns a new account is inserted with, in the order of [`insert_values`].
 const INSERT_COLUMNS: &str = "email, name, password_hash, telegram_id, stepik_user_id, access_code";
+
+/// One CSV row on its way in: what happens to it, the password made for it (a new
+/// account given none) and the hash written (of the given or the made password).
+struct Planned<'a> {
+    row: &'a ImportRow,
+    action: Action,
+    generated: Option<String>,
+    hash: Option<String>,
+}
+
+impl Planned<'_> {
+    /// The password whose hash is written: a new account's (given or made), or an
+    /// update's new one; none for a row that keeps or has no password.
+    fn password_to_write(&self) -> Option<&str> {
+        match self.action {
+            Action::Create => self.generated.as_deref().or(self.row.password.as_deref()),
+            Action::Update { password: true, .. } => self.row.password.as_deref(),
+            _ => None,
+        }
+    }
+}
 
 /// A row's values for [`INSERT_COLUMNS`].
 fn insert_values(row: &ImportRow, hash: &Option<String>) -> Vec<SqlValue> {
@@ -982,13 +994,10 @@ fn insert_values(row: &ImportRow, hash: &Option<String>) -> Vec<SqlValue> {
 
 /// Statements for a script, per row: a guard that stops the file on a conflict, then an
 /// insert that skips an existing e-mail (or, with `update`, an upsert of the given values).
-fn script_statements(
-    rows: &[ImportRow],
-    hashes: &[Option<String>],
-    update: bool,
-) -> Vec<Statement> {
-    let mut statements = Vec::with_capacity(rows.len() * 2);
-    for (r, row) in rows.iter().enumerate() {
+fn script_statements(planned: &[Planned<'_>], update: bool) -> Vec<Statement> {
+    let mut statements = Vec::with_capacity(planned.len() * 2);
+    for p in planned {
+        let row = p.row;
         // The guard: ?1 email, ?2 name, ?3 telegram, ?4 stepik, ?5 access code, then its
         // messages (which never hold the code).
         let mut params = vec![
@@ -1085,7 +1094,7 @@ fn script_statements(
                 params,
             ));
         }
-        let values = insert_values(row, &hashes[r]);
+        let values = insert_values(row, &p.hash);
         let statement = if update {
             let mut sets = Vec::new();
             if row.name.is_some() {
@@ -1132,22 +1141,20 @@ fn script_statements(
 
 /// Writes the generated passwords as CSV (`email,name,password`) to a new file, readable
 /// by the owner only.
-fn write_passwords(
-    path: &Path,
-    rows: &[ImportRow],
-    generated: &[(usize, String)],
-) -> anyhow::Result<()> {
+fn write_passwords(path: &Path, planned: &[Planned<'_>]) -> anyhow::Result<()> {
     let file = secret_file::create_new(path)
         .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
     let mut writer = csv::Writer::from_writer(file);
     let result = (|| -> anyhow::Result<()> {
         writer.write_record(["email", "name", "password"])?;
-        for (index, password) in generated {
-            let row = &rows[*index];
+        for (row, password) in planned
+            .iter()
+            .filter_map(|p| Some((p.row, p.generated.as_deref()?)))
+        {
             writer.write_record([
                 row.email.as_str(),
                 row.name.as_deref().unwrap_or(""),
-                password.as_str(),
+                password,
             ])?;
         }
         let mut file = writer.into_inner().map_err(|e| e.into_error())?;
