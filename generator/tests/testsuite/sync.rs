@@ -824,61 +824,41 @@ fn the_cli_names_the_missing_credentials() {
     assert!(!persist.exists());
 }
 
-/// A stand-in for Boomstream's `ppv/addbuyer`: answers Success with the posted hash,
-/// except `Status: Failed` for the e-mails in `refuse` (each once); records every body.
-struct BoomstreamMock {
-    url: String,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+/// The stateful stand-in with every fixture video in single subscription SUB1 and intro
+/// and basics also in group G1; `refuse` lists e-mails whose `addbuyer` is refused once
+/// per listing.
+fn push_stand_in(refuse: &[&str]) -> crate::support::boomstream::Boomstream {
+    use crate::support::boomstream::{Boomstream, Kind};
+    let bs = Boomstream::start(
+        "bs-key-SECRET-123",
+        &[
+            (
+                "SUB1",
+                Kind::Single,
+                &["M-intro", "M-basics", "M-practice", "M-final"],
+            ),
+            ("G1", Kind::Group, &["M-intro", "M-basics"]),
+        ],
+    );
+    bs.state().refuse_add = refuse.iter().map(|e| (*e).to_owned()).collect();
+    bs
 }
 
-impl BoomstreamMock {
-    fn start(refuse: &[&str]) -> BoomstreamMock {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("a mock port");
-        let url = format!("http://{}/api", server.server_addr());
-        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = bodies.clone();
-        let mut refuse: Vec<String> = refuse.iter().map(|s| s.to_string()).collect();
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let mut body = String::new();
-                let _ = std::io::Read::read_to_string(request.as_reader(), &mut body);
-                let fields: Vec<(String, String)> = body_fields(&body);
-                let get = |k: &str| {
-                    fields
-                        .iter()
-                        .find(|(n, _)| n == k)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default()
-                };
-                seen.lock()
-                    .expect("the log")
-                    .push((request.url().to_owned(), body.clone()));
-                let email = get("email");
-                let answer = if let Some(i) = refuse.iter().position(|e| *e == email) {
-                    refuse.remove(i);
-                    json!({"Status": "Failed", "Message": "Buyer limit reached"})
-                } else {
-                    json!({"Status": "Success", "Hash": get("hash")})
-                };
-                let _ = request.respond(tiny_http::Response::from_string(answer.to_string()));
-            }
-        });
-        BoomstreamMock { url, bodies }
-    }
-
-    fn calls(&self) -> Vec<(String, String)> {
-        self.bodies.lock().expect("the log").clone()
-    }
-}
-
-/// The members of a JSON request body, as Boomstream reads its documented POST mode.
-fn body_fields(body: &str) -> Vec<(String, String)> {
-    crate::support::request::json_members(body)
+/// The `addbuyer` calls the stand-in received: (URL, parameters).
+fn addbuyer_calls(
+    bs: &crate::support::boomstream::Boomstream,
+) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    bs.state()
+        .calls
+        .iter()
+        .filter(|c| c.method == "ppv/addbuyer")
+        .map(|c| (c.url.clone(), c.params.clone()))
+        .collect()
 }
 
 #[test]
 fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
-    let boomstream = BoomstreamMock::start(&["bob@example.com"]);
+    let boomstream = push_stand_in(&["bob@example.com"]);
     let key = "bs-key-SECRET-123";
     let with_boomstream = |opts: &mut SyncOptions| {
         opts.config.course.boomstream_subscription = Some("SUB1".into());
@@ -926,24 +906,26 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
         Some(true)
     );
 
-    let calls = boomstream.calls();
+    let calls = addbuyer_calls(&boomstream);
     assert_eq!(calls.len(), 6);
-    for (url, body) in &calls {
+    for (url, params) in &calls {
         assert!(!url.contains(key), "the key never goes into a URL: {url}");
-        let fields = body_fields(body);
-        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| params.get(k).map(String::as_str);
         assert_eq!(
             (get("code"), get("notification"), get("format")),
             (Some("SUB1"), Some("0"), Some("json"))
         );
     }
-    let alice_call = body_fields(&calls[0].1);
-    assert!(alice_call.contains(&("email".into(), "alice@example.com".into())));
-    assert!(alice_call.contains(&("hash".into(), alice_code.clone())));
+    let alice_call = &calls[0].1;
+    assert_eq!(
+        alice_call.get("email").map(String::as_str),
+        Some("alice@example.com")
+    );
+    assert_eq!(alice_call.get("hash"), Some(&alice_code));
     // Each of Alice's calls names its own video's media.
     let mut alice_media: Vec<String> = calls[..4]
         .iter()
-        .map(|(_, body)| field_of(body, "media"))
+        .map(|(_, params)| params.get("media").cloned().unwrap_or_default())
         .collect();
     alice_media.sort();
     alice_media.dedup();
@@ -960,21 +942,12 @@ fn grants_are_pushed_to_boomstream_once_with_a_stable_personal_access_code() {
         (1, 0, 0)
     );
     assert_eq!(second.boomstream.already_confirmed, 5);
-    assert_eq!(boomstream.calls().len(), 7);
+    assert_eq!(addbuyer_calls(&boomstream).len(), 7);
     let again = query(&mut db, "SELECT access_code FROM users WHERE id = 1");
     assert_eq!(again[0]["access_code"].as_str(), Some(alice_code.as_str()));
     // A third run makes no call at all.
     Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
-    assert_eq!(boomstream.calls().len(), 7);
-}
-
-/// One field of a JSON request body, or "".
-fn field_of(body: &str, name: &str) -> String {
-    body_fields(body)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .unwrap_or_default()
+    assert_eq!(addbuyer_calls(&boomstream).len(), 7);
 }
 
 /// A group subscription gives its buyer every video in it, so one `addbuyer` per
@@ -982,7 +955,7 @@ fn field_of(body: &str, name: &str) -> String {
 /// of a single subscription stay one call each.
 #[test]
 fn a_group_subscription_is_one_buyer_per_student_a_single_one_one_per_video() {
-    let boomstream = BoomstreamMock::start(&[]);
+    let boomstream = push_stand_in(&[]);
     let with_boomstream = |opts: &mut SyncOptions| {
         opts.config.course.boomstream_subscription = Some("SUB1".into());
         opts.config.course.boomstream_subscription_kind = Some(SubscriptionKind::Single);
@@ -1000,17 +973,19 @@ fn a_group_subscription_is_one_buyer_per_student_a_single_one_one_per_video() {
             "{:?}",
             opts.config.problems()
         );
-        let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key");
+        let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key-SECRET-123");
         cfg.base_url = boomstream.url.clone();
         cfg.base_backoff = Duration::from_millis(1);
         opts.boomstream = Some(cfg);
     };
     let mut db = seeded();
     let summary = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
-    let calls: Vec<(String, String)> = boomstream
-        .calls()
+    let calls: Vec<(String, String)> = addbuyer_calls(&boomstream)
         .iter()
-        .map(|(_, body)| (field_of(body, "email"), field_of(body, "code")))
+        .map(|(_, p)| {
+            let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+            (get("email"), get("code"))
+        })
         .collect();
     // Alice: G1 once (intro and basics), final and practice in SUB1; Bob: G1 once.
     let expected: Vec<(String, String)> = [
@@ -1042,11 +1017,11 @@ fn identical_refusals_in_a_row_stop_the_push() {
         &["dan@example.com", "eve@example.com"],
     ]
     .concat();
-    let boomstream = BoomstreamMock::start(&everyone);
+    let boomstream = push_stand_in(&everyone);
     let with_boomstream = |opts: &mut SyncOptions| {
         opts.config.course.boomstream_subscription = Some("SUB1".into());
         opts.config.course.boomstream_subscription_kind = Some(SubscriptionKind::Single);
-        let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key");
+        let mut cfg = generator::boomstream::BoomstreamConfig::new("bs-key-SECRET-123");
         cfg.base_url = boomstream.url.clone();
         cfg.base_backoff = Duration::from_millis(1);
         opts.boomstream = Some(cfg);
@@ -1061,7 +1036,11 @@ fn identical_refusals_in_a_row_stop_the_push() {
         ],
     );
     let summary = Sync::start_with(Setup::fixtures(), with_boomstream).run_ok(&mut db);
-    assert_eq!(boomstream.calls().len(), 3, "the fourth buyer is not tried");
+    assert_eq!(
+        addbuyer_calls(&boomstream).len(),
+        3,
+        "the fourth buyer is not tried"
+    );
     assert_eq!(
         (summary.boomstream.pushed, summary.boomstream.failed),
         (0, 8)

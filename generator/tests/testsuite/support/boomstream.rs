@@ -46,6 +46,8 @@ pub(crate) struct BuyerEntry {
 pub(crate) struct Call {
     pub method: String,
     pub params: BTreeMap<String, String>,
+    /// The request's path and query as received (the key must never be in it).
+    pub url: String,
 }
 
 /// Everything the stand-in knows; tests change it through [`Boomstream::state`].
@@ -69,6 +71,9 @@ pub(crate) struct State {
     pub ignore_updates: BTreeSet<String>,
     /// `ppv/deletebuyer` answered `Failed` for these hashes (some refusal).
     pub refuse_delete: BTreeSet<String>,
+    /// `ppv/addbuyer` answered `Failed` ("Buyer limit reached", as for an account at
+    /// its plan's buyer limit) once for each listing of an e-mail.
+    pub refuse_add: Vec<String>,
 }
 
 /// What Boomstream writes for "no expiry" (the official plugin's ZERO_TIME).
@@ -198,6 +203,7 @@ fn answer(state: &Mutex<State>, request: &mut tiny_http::Request) -> (u16, Value
     state.calls.push(Call {
         method: method.clone(),
         params: params.clone(),
+        url: request.url().to_owned(),
     });
     if state.down {
         return (
@@ -228,6 +234,10 @@ fn answer(state: &Mutex<State>, request: &mut tiny_http::Request) -> (u16, Value
             }
             if !sub.media.iter().any(|m| m == media) {
                 return failed("Media not found in subscription");
+            }
+            if let Some(i) = state.refuse_add.iter().position(|e| e == email) {
+                state.refuse_add.remove(i);
+                return failed("Buyer limit reached");
             }
             let expire_on_add = state.expire_on_add.contains(email);
             let exhausted = state.exhausted.contains(email);
