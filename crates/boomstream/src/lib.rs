@@ -789,6 +789,12 @@ impl<T> Operation<T> {
             return refuse(self, String::new(), "no Location header".into());
         };
         let host = host_of(&location).to_owned();
+        if location
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+        {
+            return refuse(self, host, "the Location is not a plain URL".into());
+        }
         if !matches!(status, 307 | 308) {
             return refuse(
                 self,
@@ -827,7 +833,7 @@ impl<T> Exchange for Operation<T> {
         };
         let status = reply.status;
         match status {
-            200..=299 => match parse_answer(&reply.text()) {
+            200..=299 => match parse_answer(&reply.text(), &self.secrets) {
                 Ok(answer) if answer.success => Next::Done((self.read)(&answer.object)),
                 Ok(answer) if answer.message.as_deref().is_some_and(is_bad_key_message) => self
                     .fail(BoomstreamError::Auth {
@@ -851,9 +857,10 @@ impl<T> Exchange for Operation<T> {
             401 | 403 => self.fail(BoomstreamError::Auth {
                 method: method.to_owned(),
                 status,
-                message: error_message(&reply).unwrap_or_else(|| "no reason given".to_owned()),
+                message: error_message(&reply, &self.secrets)
+                    .unwrap_or_else(|| "no reason given".to_owned()),
             }),
-            400..=499 => match error_message(&reply) {
+            400..=499 => match error_message(&reply, &self.secrets) {
                 Some(message) => self.fail(BoomstreamError::Failed {
                     method: method.to_owned(),
                     message: format!("{message} (HTTP {status})"),
@@ -894,9 +901,9 @@ impl<T> Exchange for Operation<T> {
 }
 
 /// The `Message` of an error answer, if it is JSON that has one.
-fn error_message(reply: &Reply) -> Option<String> {
+fn error_message(reply: &Reply, secrets: &Secrets) -> Option<String> {
     let value: Value = serde_json::from_slice(&reply.body).ok()?;
-    message_of(value.as_object()?)
+    message_of(value.as_object()?, secrets)
 }
 
 /// Whether a `Status: Failed` message says the key itself is wrong.
@@ -914,7 +921,9 @@ struct Answer {
 
 /// Reads `{"Status": "Success" | "Failed", "Message": …, "Hash": …}`, names and the
 /// status value in any case. The error says what is wrong, quoting little.
-fn parse_answer(text: &str) -> Result<Answer, String> {
+fn parse_answer(text: &str, secrets: &Secrets) -> Result<Answer, String> {
+    // Secrets out first, then shortened: a secret across the cut cannot survive in part.
+    let quote = |t: &str, max: usize| quote(&secrets.scrub(t), max);
     let trimmed = text.trim_start();
     if trimmed.starts_with('<') {
         return Err(format!(
@@ -938,18 +947,18 @@ fn parse_answer(text: &str) -> Result<Answer, String> {
     };
     Ok(Answer {
         success,
-        message: message_of(object),
+        message: message_of(object, secrets),
         object: object.clone(),
     })
 }
 
 /// `Message` (or `Error`), any case, as text, shortened.
-fn message_of(object: &Map<String, Value>) -> Option<String> {
+fn message_of(object: &Map<String, Value>, secrets: &Secrets) -> Option<String> {
     let text = field(object, "message")
         .or_else(|| field(object, "error"))
         .and_then(|v| scalar_text(v).or_else(|| Some(v.to_string())))?;
     let text = text.trim();
-    (!text.is_empty()).then(|| quote(text, MAX_QUOTE))
+    (!text.is_empty()).then(|| quote(&secrets.scrub(text), MAX_QUOTE))
 }
 
 /// The value under `name`, matched without regard to case.
@@ -1186,6 +1195,11 @@ mod tests {
         );
         assert!(matches!(
             op.read(to(302, "https://boomstream.com/x")),
+            Next::Fail(BoomstreamError::Redirect { .. })
+        ));
+        // `\` ends the host for a URL parser: the key would go to evil.example.
+        assert!(matches!(
+            op.read(to(307, "https://evil.example\\@x.boomstream.com/api")),
             Next::Fail(BoomstreamError::Redirect { .. })
         ));
         match op.read(to(307, "https://evil.example/steal")) {

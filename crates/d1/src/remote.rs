@@ -51,16 +51,26 @@ impl Exchange for QueryOperation<'_> {
                 return Next::Retry(Transient::of_transport(&e));
             }
         };
-        let Ok(text) = String::from_utf8(reply.body.clone()) else {
-            let error = D1Error::Transport("reading the response: not UTF-8".to_owned());
-            self.last = Some(error);
-            return Next::Retry(Transient::of_reply(&reply));
+        let retryable = reply.status == 429 || reply.status >= 500;
+        // Only a 429's `retry-after` is honoured (up to `max_retry_after`); a 5xx waits
+        // the backoff.
+        let transient = Transient {
+            retry_after: reply.retry_after().filter(|_| reply.status == 429),
+            ..Transient::of_reply(&reply)
         };
-        match self.remote.envelope(reply.status, &text) {
-            Ok(results) => Next::Done(results),
-            Err(error) if reply.status == 429 || reply.status >= 500 => {
+        let Ok(text) = std::str::from_utf8(&reply.body) else {
+            let error = D1Error::Response("the response is not UTF-8 text".to_owned());
+            if retryable {
                 self.last = Some(error);
-                Next::Retry(Transient::of_reply(&reply))
+                return Next::Retry(transient);
+            }
+            return Next::Fail(error);
+        };
+        match self.remote.envelope(reply.status, text) {
+            Ok(results) => Next::Done(results),
+            Err(error) if retryable => {
+                self.last = Some(error);
+                Next::Retry(transient)
             }
             Err(error) => Next::Fail(error),
         }
@@ -295,7 +305,10 @@ impl RemoteD1 {
             let message = if text.trim().is_empty() {
                 "empty response".to_owned()
             } else {
-                format!("not JSON: {}", truncate(text.trim(), 500))
+                format!(
+                    "not JSON: {}",
+                    truncate(&self.redact(text.trim().to_owned()), 500)
+                )
             };
             return Err(if (200..300).contains(&status) {
                 D1Error::Response(self.redact(message))
@@ -318,7 +331,10 @@ impl RemoteD1 {
                 }
             }
             if messages.is_empty() {
-                messages.push(format!("no error message: {}", truncate(text.trim(), 500)));
+                messages.push(format!(
+                    "no error message: {}",
+                    truncate(&self.redact(text.trim().to_owned()), 500)
+                ));
             }
             return Err(api_error(messages.join("; ")));
         }
@@ -337,7 +353,7 @@ impl RemoteD1 {
             }
             _ => Err(D1Error::Response(self.redact(format!(
                 "no `result` array: {}",
-                truncate(text.trim(), 500)
+                truncate(&self.redact(text.trim().to_owned()), 500)
             )))),
         }
     }

@@ -43,9 +43,11 @@ impl HttpClient {
         if crate::is_loopback(base_url) {
             builder = builder.no_proxy();
         }
-        // Building fails only without a TLS backend or on a broken system configuration;
-        // every request then fails with that reason.
-        let client = builder.build().unwrap_or_else(|_| reqwest::Client::new());
+        // Building fails only on a broken system configuration (no usable TLS setup):
+        // nothing could be sent at all, so the command stops with the reason.
+        let client = builder
+            .build()
+            .unwrap_or_else(|e| panic!("cannot set up the HTTP client: {e}"));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -158,6 +160,22 @@ pub enum Verdict<E> {
     Fail(E),
 }
 
+/// Counts a call as waiting while it lives (also when its future is dropped mid-wait).
+struct Waiting<'a>(&'a Cell<usize>);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a Cell<usize>) -> Self {
+        count.set(count.get() + 1);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// The retry loop: sends the exchange's call, reads the outcome and follows it —
 /// resending at once when the exchange changed its call (a redirect), waiting before a
 /// retry (the server's `Retry-After`, capped, or the jittered backoff) and logging one
@@ -200,12 +218,12 @@ pub async fn run<X: Exchange>(
             "{}; retry {retries} of {} in {delay:.1?}",
             failure.message, backoff.max_retries
         )));
-        if let Some(w) = waiting {
-            w.set(w.get() + 1);
-        }
-        tokio::time::sleep(delay).await;
-        if let Some(w) = waiting {
-            w.set(w.get() - 1);
+        {
+            // A backoff after a failure gives the slot away; a wait the server asked for
+            // (429, `Retry-After`) does not: it asked for less traffic, not more.
+            let asked = failure.retry_after.is_some() || failure.status == Some(429);
+            let _waiting = waiting.filter(|_| !asked).map(Waiting::new);
+            tokio::time::sleep(delay).await;
         }
         counters.retries.fetch_add(1, Ordering::Relaxed);
     }

@@ -238,7 +238,8 @@ impl Backoff {
 /// The host of an absolute URL (without port or brackets), as written.
 pub fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // `\` ends the authority too, as WHATWG URL parsers (reqwest's) read http(s) URLs.
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
     let authority = authority.rsplit('@').next().unwrap_or_default();
     match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
@@ -257,7 +258,7 @@ pub fn is_loopback(url: &str) -> bool {
 
 /// A `Location` value made absolute against the URL it answered.
 pub fn absolute_location(base: &str, location: &str) -> String {
-    if location.contains("://") {
+    if has_scheme(location) {
         return location.to_owned();
     }
     let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
@@ -275,6 +276,16 @@ pub fn absolute_location(base: &str, location: &str) -> String {
         .unwrap_or("/");
     let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
     format!("{scheme}://{authority}{dir}/{location}")
+}
+
+/// Whether `url` starts with a scheme (`https://…`), as opposed to a relative reference
+/// that may carry `://` further on (`/r?u=https://…`).
+pub fn has_scheme(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        let mut chars = scheme.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 /// At most `max` characters of `text`, on one line (control characters become
@@ -342,6 +353,10 @@ mod tests {
             host_of("https://u:p@api.example.com:8443/x?y"),
             "api.example.com"
         );
+        assert_eq!(
+            host_of("https://evil.example\\@x.boomstream.com/"),
+            "evil.example"
+        );
     }
 
     #[test]
@@ -356,6 +371,10 @@ mod tests {
         assert_eq!(
             absolute_location(base, "other"),
             "https://boomstream.com/api/ppv/other"
+        );
+        assert_eq!(
+            absolute_location(base, "/r?u=https://x.boomstream.com"),
+            "https://boomstream.com/r?u=https://x.boomstream.com"
         );
     }
 

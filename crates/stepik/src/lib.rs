@@ -392,7 +392,8 @@ impl Token {
     /// How long after it was issued the token should be replaced: [`TOKEN_MARGIN`]
     /// before it expires, but not before half its life; `None` when Stepik gave no life.
     pub fn renew_after(&self) -> Option<Duration> {
-        self.expires_in.map(|secs| {
+        // A life of 0 says nothing usable: treated as none given.
+        self.expires_in.filter(|secs| *secs > 0).map(|secs| {
             let life = Duration::from_secs(secs);
             life.saturating_sub(TOKEN_MARGIN).max(life / 2)
         })

@@ -61,16 +61,20 @@ async fn scan_pages(
     let mut arrived = std::collections::BTreeSet::new();
     let mut failures: BTreeMap<u32, StepikError> = BTreeMap::new();
     let mut found_last = false;
+    // Pages asked for and not answered yet.
+    let mut pending = std::collections::BTreeSet::new();
     loop {
         while in_flight.len() < client.concurrency + waiting.get().min(client.concurrency)
             && next <= end.get()
         {
             in_flight.push(fetch(next));
+            pending.insert(next);
             next += 1;
         }
         let Some((page, result)) = in_flight.next().await else {
             break;
         };
+        pending.remove(&page);
         if page > end.get() {
             continue; // past the end found meanwhile: not wanted
         }
@@ -98,6 +102,13 @@ async fn scan_pages(
                 report.learners += page_read.learners.len() as u64;
                 page_read.learners.into_iter().for_each(&mut *on_learner);
             }
+        }
+        // Decided once the end is known (a last page, or a failure) and every page up to
+        // it has answered: what is still in flight lies past the end, and is dropped
+        // rather than waited for (a backoff, a retry, a timeout).
+        let end_known = found_last || !failures.is_empty();
+        if end_known && pending.range(..=end.get()).next().is_none() {
+            break;
         }
     }
     // Pages past the end that came in before the end was known were empty (or

@@ -84,7 +84,8 @@ impl StepikClient {
     }
 
     /// Reads every page of the course's grade book, calling `on_learner` for each
-    /// learner in page order while up to `concurrency` pages are fetched ahead.
+    /// learner of a page as soon as it arrives (pages in any order), with up to
+    /// `concurrency` requests in flight.
     /// Ends at a page with `has_next: false`, at an empty page, or at the page cap
     /// (then `complete` is false). On an error the learners already delivered are
     /// real, but the scan is incomplete.
