@@ -9,8 +9,7 @@ pub use boomstream::*;
 
 use outbound::client::{Counters, HttpClient};
 
-/// Receives the client's log lines (retries); they contain no secrets.
-pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
+pub use outbound::client::Logger;
 
 /// A Boomstream API client; share it by reference (it is `Sync`).
 pub struct BoomstreamClient {
@@ -95,15 +94,5 @@ impl BoomstreamClient {
     /// Requests sent (attempts, retries included) and retries made so far.
     pub fn stats(&self) -> (u64, u64) {
         self.counters.get()
-    }
-
-    /// [`boomstream::describe_add`].
-    pub fn describe_add(buyer: &Buyer<'_>) -> String {
-        describe_add(buyer)
-    }
-
-    /// [`boomstream::describe_delete`].
-    pub fn describe_delete(subscription: &str, access_code_hint: &str) -> String {
-        describe_delete(subscription, access_code_hint)
     }
 }

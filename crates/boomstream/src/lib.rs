@@ -1084,6 +1084,7 @@ pub fn parse_date_time(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     use outbound::{Exchange, Next, Reply, TransportError};
 
@@ -1173,6 +1174,21 @@ mod tests {
             5,
         );
         assert!(e.is_systemic(), "{e}");
+    }
+
+    #[test]
+    fn a_secret_across_the_quoting_cut_is_scrubbed_before_the_cut() {
+        let mut op = add_buyer(&api(), &buyer()).expect("valid");
+        // The key starts 4 characters before the 200-character cut of quoted messages.
+        let message = format!("{}KEY-0123456789", "x".repeat(196));
+        let body = json!({"Status": "Failed", "Message": message}).to_string();
+        match op.read(reply(200, &body)) {
+            Next::Fail(e) => {
+                let text = e.to_string();
+                assert!(!text.contains("KEY-"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

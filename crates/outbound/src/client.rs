@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use crate::{Backoff, Call, Exchange, Method, Next, Reply, Transient, TransportError};
 
+/// Receives a client's log lines (one per retry; no secrets in them).
+pub type Logger = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Sent with every request.
 pub const USER_AGENT: &str = concat!("course-site-generator/", env!("CARGO_PKG_VERSION"));
 
@@ -226,5 +229,23 @@ pub async fn run<X: Exchange>(
             tokio::time::sleep(delay).await;
         }
         counters.retries.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_call_is_counted_until_it_is_dropped() {
+        let count = Cell::new(0);
+        let first = Waiting::new(&count);
+        {
+            let _second = Waiting::new(&count);
+            assert_eq!(count.get(), 2);
+        }
+        assert_eq!(count.get(), 1);
+        drop(first);
+        assert_eq!(count.get(), 0);
     }
 }

@@ -886,3 +886,23 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for ListingSeed<T> {
         Ok((items, meta.has_next.unwrap_or(false)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_renewed_before_it_expires_and_a_life_of_zero_counts_as_none() {
+        let token = |expires_in| Token {
+            access_token: "t".into(),
+            expires_in,
+        };
+        assert_eq!(
+            token(Some(36_000)).renew_after(),
+            Some(Duration::from_secs(35_940))
+        );
+        assert_eq!(token(Some(80)).renew_after(), Some(Duration::from_secs(40)));
+        assert_eq!(token(Some(0)).renew_after(), None);
+        assert_eq!(token(None).renew_after(), None);
+    }
+}

@@ -24,8 +24,7 @@ pub use stepik::{
 
 use self::http::Http;
 
-/// Receives the client's warnings (retries, inconsistent rows, a page cap hit).
-pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
+pub use outbound::client::Logger;
 
 /// A Stepik API client; share it by reference (it is `Sync`).
 pub struct StepikClient {

@@ -612,7 +612,7 @@ pub fn describe_pending(db: &mut dyn D1, config: &SiteConfig) -> Result<Vec<Stri
                 access_code: "",
                 access_expire: config.course.access_expire(),
             };
-            Some(BoomstreamClient::describe_add(&buyer))
+            Some(crate::boomstream::describe_add(&buyer))
         })
         .collect())
 }

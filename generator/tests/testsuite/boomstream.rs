@@ -1025,7 +1025,7 @@ fn configuration_from_the_environment_and_its_checks() {
 
 #[test]
 fn dry_run_descriptions_name_the_call_but_no_secret() {
-    let line = BoomstreamClient::describe_add(&buyer());
+    let line = generator::boomstream::describe_add(&buyer());
     assert_no_secret(&line);
     for part in [
         "ppv/addbuyer",
@@ -1038,7 +1038,7 @@ fn dry_run_descriptions_name_the_call_but_no_secret() {
         assert!(line.contains(part), "{part} missing from {line}");
     }
     assert!(!line.contains('\n'));
-    let line = BoomstreamClient::describe_delete("SUB12345", "ann@example.org");
+    let line = generator::boomstream::describe_delete("SUB12345", "ann@example.org");
     assert_no_secret(&line);
     for part in ["ppv/deletebuyer", "SUB12345", "ann@example.org"] {
         assert!(line.contains(part), "{part} missing from {line}");
