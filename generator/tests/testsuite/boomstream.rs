@@ -2,6 +2,7 @@
 //! Boomstream's JSON shapes, with scripted faults: failed statuses, 401, 429, 5xx,
 //! slow answers, and connections closed before any answer.
 
+use crate::support::request::Reply;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -71,39 +72,9 @@ impl Seen {
 }
 
 /// An answer.
-struct Reply {
-    status: u16,
-    body: String,
-    headers: Vec<(String, String)>,
-    delay: Duration,
-}
-
 impl Reply {
-    fn json(status: u16, body: &Value) -> Reply {
-        Reply::raw(status, &body.to_string())
-    }
-
-    fn raw(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            body: body.to_owned(),
-            headers: Vec::new(),
-            delay: Duration::ZERO,
-        }
-    }
-
     fn failed(status: u16, message: &str) -> Reply {
         Reply::json(status, &json!({"Status": "Failed", "Message": message}))
-    }
-
-    fn header(mut self, name: &str, value: &str) -> Reply {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    fn after(mut self, delay: Duration) -> Reply {
-        self.delay = delay;
-        self
     }
 }
 
@@ -302,19 +273,7 @@ fn handle(log: &Mutex<Vec<Seen>>, script: &Script, mut request: tiny_http::Reque
     };
     let reply = script(&seen);
     log.lock().expect("log").push(seen);
-    std::thread::sleep(reply.delay);
-    let mut response = tiny_http::Response::from_string(reply.body)
-        .with_status_code(reply.status)
-        .with_header(header_of("Content-Type", "application/json"));
-    for (name, value) in &reply.headers {
-        response = response.with_header(header_of(name, value));
-    }
-    // The client may have given up waiting (timeout tests).
-    let _ = request.respond(response);
-}
-
-fn header_of(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+    reply.send(request);
 }
 
 /// What Boomstream reads of a request, by its documented input modes: GET with the

@@ -54,3 +54,55 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A scripted answer of a stand-in: JSON unless said otherwise, after an optional delay.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+    pub(crate) headers: Vec<(String, String)>,
+    /// Waits this long before answering.
+    pub(crate) delay: std::time::Duration,
+}
+
+impl Reply {
+    pub(crate) fn json(status: u16, body: &serde_json::Value) -> Reply {
+        Reply::raw(status, &body.to_string())
+    }
+
+    pub(crate) fn raw(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            body: body.to_owned(),
+            headers: Vec::new(),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub(crate) fn after(mut self, delay: std::time::Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+
+    /// Waits the delay, then answers `request` (`Content-Type: application/json` and the
+    /// extra headers). The client may have given up waiting (timeout tests): nothing to
+    /// do then.
+    pub(crate) fn send(self, request: tiny_http::Request) {
+        std::thread::sleep(self.delay);
+        let header = |name: &str, value: &str| {
+            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+                .expect("a valid header")
+        };
+        let mut response = tiny_http::Response::from_string(self.body)
+            .with_status_code(self.status)
+            .with_header(header("Content-Type", "application/json"));
+        for (name, value) in &self.headers {
+            response = response.with_header(header(name, value));
+        }
+        let _ = request.respond(response);
+    }
+}

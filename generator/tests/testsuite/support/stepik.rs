@@ -4,6 +4,7 @@
 //! each request in its own thread, with faults a test injects and a log of what it was
 //! asked.
 
+pub(crate) use super::request::Reply;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -92,42 +93,10 @@ impl Req {
     }
 }
 
-/// An answer.
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) body: String,
-    pub(crate) headers: Vec<(String, String)>,
-    /// Waits this long before answering.
-    pub(crate) delay: Duration,
-}
-
 impl Reply {
-    pub(crate) fn json(status: u16, body: &Value) -> Reply {
-        Reply::raw(status, &body.to_string())
-    }
-
-    pub(crate) fn raw(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            body: body.to_owned(),
-            headers: Vec::new(),
-            delay: Duration::ZERO,
-        }
-    }
-
     /// A DRF-style error.
     pub(crate) fn status(status: u16) -> Reply {
         Reply::json(status, &json!({"detail": format!("mock error {status}")}))
-    }
-
-    pub(crate) fn header(mut self, name: &str, value: &str) -> Reply {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    pub(crate) fn after(mut self, delay: Duration) -> Reply {
-        self.delay = delay;
-        self
     }
 }
 
@@ -377,20 +346,8 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         req,
         status: reply.status,
     });
-    std::thread::sleep(reply.delay);
-    let mut response = tiny_http::Response::from_string(reply.body)
-        .with_status_code(reply.status)
-        .with_header(header_of("Content-Type", "application/json"));
-    for (name, value) in &reply.headers {
-        response = response.with_header(header_of(name, value));
-    }
-    // The client may have given up waiting (timeout tests): nothing to do then.
-    let _ = request.respond(response);
+    reply.send(request);
     shared.control.state().in_flight -= 1;
-}
-
-fn header_of(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
 }
 
 /// The normal answers.
