@@ -69,9 +69,14 @@ fn main() {
     for e in &errors {
         println!("cargo:warning=site configuration: {e}");
     }
-    // Lesson and section titles from the last sync, when there is one.
-    let structure_path = site.join("course-structure.json");
-    println!("cargo:rerun-if-changed={}", structure_path.display());
+    // Lesson and section titles from the last sync, when there is one; else the bundled
+    // demo course's (used only when the configuration is the demo course's).
+    let synced = site.join("course-structure.json");
+    let demo = site.join("demo/course-structure.json");
+    println!("cargo:rerun-if-changed={}", synced.display());
+    println!("cargo:rerun-if-changed={}", demo.display());
+    let structure_is_demo = !synced.exists();
+    let structure_path = if structure_is_demo { demo } else { synced };
     let structure = match std::fs::read_to_string(&structure_path) {
         Ok(text) => serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| {
             errors.push(format!("{}: {e}", structure_path.display()));
@@ -81,6 +86,7 @@ fn main() {
     };
     let document = serde_json::json!({
         "structure": structure,
+        "structure_is_demo": structure_is_demo,
         "config": config,
         "messages": messages,
         "assets": assets,

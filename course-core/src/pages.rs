@@ -77,6 +77,23 @@ pub struct MeView {
     /// The student pressed "link Telegram" a moment ago: the widget is shown (else the
     /// button that starts linking).
     pub telegram_link_open: bool,
+    /// The progress check: its button, or why there is none.
+    pub check: CheckView,
+}
+
+/// The progress check on /me.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckView {
+    /// The button «Проверить прогресс» is shown.
+    pub button: bool,
+    /// Instead: how to link a Stepik account (the student has none linked).
+    pub link_hint: Option<String>,
+    /// Instead: when the scheduled sync updates progress (the worker cannot check).
+    pub schedule: Option<String>,
+    /// What the last check the student asked for came to.
+    pub notice: Option<String>,
+    /// The notice is a problem (shown as a warning).
+    pub notice_is_warning: bool,
 }
 
 /// The student's Stepik progress on /me.
@@ -351,6 +368,11 @@ mod tests {
                 updated: "Обновлено".into(),
             }),
             access_code: Some("CODE-123".into()),
+            check: CheckView {
+                button: true,
+                notice: Some("<i>Открыто</i>".into()),
+                ..CheckView::default()
+            },
             telegram_id: Some(5_000_000_001),
             can_unlink_telegram: true,
             telegram_link_open: false,

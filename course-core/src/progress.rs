@@ -33,6 +33,35 @@ pub struct ProgressRow {
     pub next_missing: Option<i64>,
 }
 
+/// SQL both writers of progress and grants share (the sync's batches and the worker's
+/// check), so that the two write alike.
+pub mod sql {
+    /// `learner_progress` upsert: this head, then one [`PROGRESS_ROW`] per learner
+    /// (comma-separated, placeholders numbered on), then [`PROGRESS_TAIL`]. A row's
+    /// values: Stepik user id, steps passed, steps total, score, unlocked (JSON), next
+    /// video, next missing, updated at.
+    pub const PROGRESS_HEAD: &str = "INSERT INTO learner_progress (stepik_user_id, steps_passed, \
+        steps_total, score, unlocked, next_video_id, next_missing, updated_at) VALUES";
+    /// One learner's placeholders in [`PROGRESS_HEAD`].
+    pub const PROGRESS_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+    /// The end of the upsert.
+    pub const PROGRESS_TAIL: &str = "ON CONFLICT (stepik_user_id) DO UPDATE SET \
+        steps_passed = excluded.steps_passed, steps_total = excluded.steps_total, \
+        score = excluded.score, unlocked = excluded.unlocked, \
+        next_video_id = excluded.next_video_id, next_missing = excluded.next_missing, \
+        updated_at = excluded.updated_at";
+
+    /// After a buyer entry was sent to Boomstream (`?1` user, `?2` the access code sent,
+    /// `?3` a video of the entry): if meanwhile the student was disabled, deleted or
+    /// given a new code, the entry just added is recorded for removal.
+    pub const RACED_REMOVAL: &str = "INSERT INTO boomstream_removals \
+        (user_id, access_code, video_id, reason, requested_at) \
+        SELECT ?1, ?2, ?3, CASE WHEN u.id IS NULL THEN 'deleted' \
+        WHEN u.disabled_at IS NOT NULL THEN 'disabled' ELSE 'code-rotated' END, unixepoch() \
+        FROM (SELECT 1) LEFT JOIN users u ON u.id = ?1 \
+        WHERE u.id IS NULL OR u.disabled_at IS NOT NULL OR u.access_code IS NOT ?2";
+}
+
 /// The rules of a run, prepared once.
 pub struct Rules<'a> {
     /// The configured videos, in course order.

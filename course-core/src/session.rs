@@ -131,6 +131,72 @@ impl std::fmt::Debug for SessionKeys {
     }
 }
 
+/// Labels the sealing keys are derived under (one key per purpose).
+const SEAL_LABEL: &[u8] = b"course-site sealing\0";
+
+impl SessionKeys {
+    /// Encrypts and authenticates `plaintext` for storage outside the worker (D1) under
+    /// a key derived from `SECRET_KEY` for `purpose`, bound to `context` (which must be
+    /// given again to open it): XChaCha20-Poly1305 with a random 192-bit nonce, as
+    /// URL-safe base64 of nonce and ciphertext. `None` only when no randomness is
+    /// available.
+    pub fn seal(&self, purpose: &str, context: &str, plaintext: &[u8]) -> Option<String> {
+        use chacha20poly1305::aead::{Aead, Payload};
+        let cipher = sealing_cipher(&self.current, purpose);
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).ok()?;
+        let sealed = cipher
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Some(B64.encode(out))
+    }
+
+    /// Opens what [`SessionKeys::seal`] made for `purpose` and `context`, under the
+    /// current key or the previous one; `None` for anything tampered with, sealed for
+    /// another purpose or context, or under a key no longer configured.
+    pub fn open(&self, purpose: &str, context: &str, sealed: &str) -> Option<Vec<u8>> {
+        use chacha20poly1305::aead::{Aead, Payload};
+        let bytes = B64.decode(sealed).ok()?;
+        if bytes.len() < 24 + 16 {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        let nonce: [u8; 24] = nonce.try_into().ok()?;
+        [Some(&self.current), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|key| {
+                sealing_cipher(key, purpose)
+                    .decrypt(
+                        &nonce.into(),
+                        Payload {
+                            msg: ciphertext,
+                            aad: context.as_bytes(),
+                        },
+                    )
+                    .ok()
+            })
+    }
+}
+
+/// The cipher for `purpose` under a signing key (a separate key per purpose, derived
+/// with HMAC-SHA256).
+fn sealing_cipher(key: &[u8; 32], purpose: &str) -> chacha20poly1305::XChaCha20Poly1305 {
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC accepts 32-byte keys");
+    m.update(SEAL_LABEL);
+    m.update(purpose.as_bytes());
+    let derived: [u8; 32] = m.finalize().into_bytes().into();
+    <chacha20poly1305::XChaCha20Poly1305 as chacha20poly1305::KeyInit>::new(&derived.into())
+}
+
 /// A cookie that verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -268,6 +334,48 @@ mod tests {
 
     fn keys() -> SessionKeys {
         SessionKeys::from_secrets(Some(KEY), None).unwrap()
+    }
+
+    #[test]
+    fn sealing_opens_only_for_its_purpose_context_and_keys() {
+        let k = keys();
+        let sealed = k
+            .seal("token", "https://stepik.org client", b"secret")
+            .unwrap();
+        assert!(!sealed.contains("secret"));
+        assert_ne!(
+            sealed,
+            k.seal("token", "https://stepik.org client", b"secret")
+                .unwrap()
+        );
+        assert_eq!(
+            k.open("token", "https://stepik.org client", &sealed)
+                .unwrap(),
+            b"secret"
+        );
+        assert_eq!(k.open("other", "https://stepik.org client", &sealed), None);
+        assert_eq!(k.open("token", "https://example.org client", &sealed), None);
+        // Any change to the stored text is refused.
+        let mut bytes = B64.decode(&sealed).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert_eq!(
+            k.open("token", "https://stepik.org client", &B64.encode(bytes)),
+            None
+        );
+        assert_eq!(k.open("token", "https://stepik.org client", "short"), None);
+        // After a key rotation the previous key still opens it; without it, nothing does.
+        let rotated = SessionKeys::from_secrets(Some(OLD), Some(KEY)).unwrap();
+        assert!(
+            rotated
+                .open("token", "https://stepik.org client", &sealed)
+                .is_some()
+        );
+        let other = SessionKeys::from_secrets(Some(OLD), None).unwrap();
+        assert_eq!(
+            other.open("token", "https://stepik.org client", &sealed),
+            None
+        );
     }
 
     #[test]

@@ -72,6 +72,15 @@ pub struct Course {
     /// The Stepik course whose progress unlocks the videos.
     #[serde(default)]
     pub stepik_course_id: Option<u64>,
+    /// What counts as a passed step on Stepik, for the sync and the worker's progress
+    /// check alike.
+    #[serde(default)]
+    pub stepik_pass_rule: PassRuleSetting,
+    /// How often the scheduled sync runs, in hours (what /me tells students when the
+    /// worker cannot check progress itself). Keep it equal to the cron line of
+    /// `.github/workflows/sync.yml` (a test checks).
+    #[serde(default = "default_sync_hours")]
+    pub sync_every_hours: u32,
     /// The Telegram Login Widget's bot; none = no Telegram sign-in.
     #[serde(default)]
     pub telegram_bot: Option<String>,
@@ -119,6 +128,32 @@ pub enum SubscriptionKind {
     Single,
     /// One `addbuyer` per student and subscription: every video in it opens at once.
     Group,
+}
+
+/// `course.stepik_pass_rule`: what counts as a passed step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassRuleSetting {
+    /// Stepik's `is_passed` (the default).
+    #[default]
+    IsPassed,
+    /// `is_passed`, or a `first_success` attempt recorded (Stepik has been seen
+    /// answering `is_passed: false` with a first success and a score).
+    FirstSuccess,
+}
+
+impl PassRuleSetting {
+    /// The grade-book reader's rule.
+    pub fn rule(self) -> stepik::PassRule {
+        match self {
+            PassRuleSetting::IsPassed => stepik::PassRule::IsPassed,
+            PassRuleSetting::FirstSuccess => stepik::PassRule::FirstSuccess,
+        }
+    }
+}
+
+fn default_sync_hours() -> u32 {
+    6
 }
 
 fn default_lang() -> Lang {
@@ -536,6 +571,20 @@ pub struct Site {
     pub structure: CourseStructure,
 }
 
+impl Site {
+    /// The course structure the worker may decide grants by: one a sync saved for the
+    /// configured course (or, when the configuration names none, for any), with lessons.
+    pub fn structure_for_checks(&self) -> Option<(u64, &CourseStructure)> {
+        let course_id = self.structure.course_id?;
+        let matches = self
+            .config
+            .course
+            .stepik_course_id
+            .is_none_or(|id| id == course_id);
+        (matches && !self.structure.lessons.is_empty()).then_some((course_id, &self.structure))
+    }
+}
+
 #[derive(Deserialize)]
 struct Compiled {
     config: Value,
@@ -543,6 +592,9 @@ struct Compiled {
     assets: BTreeMap<String, String>,
     #[serde(default)]
     structure: Option<Value>,
+    /// The structure is the bundled demo course's (no sync has saved one).
+    #[serde(default)]
+    structure_is_demo: bool,
     errors: Vec<String>,
 }
 
@@ -571,6 +623,14 @@ impl Site {
                 serde_json::from_value(v).map_err(|e| format!("site/course-structure.json: {e}"))?
             }
             None => CourseStructure::default(),
+        };
+        // The demo course's structure stands in only for the demo course itself.
+        let structure = if compiled.structure_is_demo
+            && config.course.stepik_course_id != structure.course_id
+        {
+            CourseStructure::default()
+        } else {
+            structure
         };
         Site::new(config, messages, compiled.assets, structure)
     }

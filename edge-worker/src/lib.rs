@@ -2,11 +2,12 @@
 //! lets [`course_core::app::App`] answer it over D1 ([`store::D1Store`]), and turns the
 //! answer back. All decisions live in course-core; this crate is only glue.
 
+mod outside;
 mod store;
 
 use std::sync::OnceLock;
 
-use course_core::app::{App, Settings, bookmark};
+use course_core::app::{App, Settings, TokenCache, Trigger, bookmark};
 use course_core::http::{self, Body, Method};
 use course_core::pages::Pages;
 use course_core::session::{KeyError, SessionKeys};
@@ -32,8 +33,11 @@ fn setting(env: &Env, name: &str) -> Option<String> {
         .ok()
 }
 
+/// The Stepik token of this isolate (see `course_core::app::check`).
+static TOKENS: TokenCache = TokenCache::new();
+
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let method = Method::parse(req.method().as_ref());
     let declared_length = req
         .headers()
@@ -76,6 +80,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         replicated.then(|| bookmark::session_anchor(&core_req)),
     );
     let log = |line: &str| console_error!("{line}");
+    let deferred = std::cell::Cell::new(None);
+    let defer = |user_id: i64| deferred.set(Some(user_id));
     let app = App {
         store: &store,
         keys: keys.as_ref().map_err(|e: &KeyError| e),
@@ -83,8 +89,15 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         pages,
         now: (js_sys_now() / 1000.0) as i64,
         log: &log,
+        outside: &outside::Fetcher,
+        tokens: &TOKENS,
+        defer: &defer,
     };
     let mut resp = app.handle(&core_req).await;
+    if let Some(user_id) = deferred.take() {
+        // After the answer: the stale progress /me showed, checked for the next visit.
+        ctx.wait_until(background_check(env.clone(), user_id));
+    }
     // Read-your-writes wherever the next request is served: the session's bookmark (or,
     // when D1 failed, none: the next request starts afresh).
     let cookie = if resp.status == 503 {
@@ -98,6 +111,35 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         resp.headers.push(("set-cookie".to_owned(), cookie));
     }
     respond(resp, &core_req, &env).await
+}
+
+/// A progress check started by /me, run after its answer was sent. Its queries go to
+/// the primary (it writes), outside the request's D1 session.
+async fn background_check(env: Env, user_id: i64) {
+    let Ok(pages) = pages() else { return };
+    let keys = SessionKeys::from_secrets(
+        setting(&env, "SECRET_KEY").as_deref(),
+        setting(&env, "SECRET_KEY_PREVIOUS").as_deref(),
+    );
+    let settings = Settings::from_env(|name| setting(&env, name));
+    let store = store::D1Store::new(env.d1("DB"), None);
+    let log = |line: &str| console_error!("{line}");
+    let app = App {
+        store: &store,
+        keys: keys.as_ref().map_err(|e: &KeyError| e),
+        settings: settings.as_ref().map_err(String::as_str),
+        pages,
+        now: (js_sys_now() / 1000.0) as i64,
+        log: &log,
+        outside: &outside::Fetcher,
+        tokens: &TOKENS,
+        defer: &|_| {},
+    };
+    if let course_core::app::CheckOutcome::Store(e) =
+        app.check_progress(user_id, Trigger::Background).await
+    {
+        console_error!("background progress check of user {user_id}: database error: {e}");
+    }
 }
 
 /// Reads a request body, but never more than `limit + 1` bytes: a body sent without

@@ -1,11 +1,16 @@
 //! [`Store`] over Cloudflare D1. Integers are bound as JS numbers (`f64`): D1 rejects
 //! BigInt, and every id here fits in 53 bits.
 
+use std::collections::HashMap;
+
+use course_core::app::check::TOKEN_CACHE_NAME;
 use course_core::app::{
-    FailureWindow, LinkIntent, LinkKind, LinkOutcome, LoginAttempt, LoginUser, NewSession,
-    ProgressInfo, SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount,
-    TelegramUse, VideoAccess,
+    CheckRecorded, CheckStart, CheckState, CheckWrite, FailureWindow, LinkIntent, LinkKind,
+    LinkOutcome, LoginAttempt, LoginUser, NewSession, ProgressInfo, PushOutcome, Reservation,
+    SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount, TelegramUse,
+    VideoAccess,
 };
+use course_core::progress::{self, ProgressRow, Source};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use worker::wasm_bindgen::JsValue;
@@ -51,6 +56,9 @@ struct SessionRow {
     telegram_id: Option<i64>,
     has_password: i64,
     access_code: Option<String>,
+    stepik_user_id: Option<i64>,
+    last_check_at: Option<i64>,
+    last_sync_at: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +71,7 @@ struct VideoRow {
 }
 
 #[derive(Deserialize)]
-struct ProgressRow {
+struct ProgressInfoRow {
     steps_passed: i64,
     steps_total: i64,
     next_video_id: Option<String>,
@@ -260,7 +268,9 @@ impl Store for D1Store {
             "SELECT s.user_id, s.created_at, s.expires_at, s.link_intent, s.link_intent_expires_at, \
              COALESCE(NULLIF(TRIM(u.name), ''), u.email, 'Студент') AS user_name, \
              u.disabled_at IS NOT NULL AS user_disabled, u.telegram_id, \
-             u.password_hash IS NOT NULL AS has_password, u.access_code \
+             u.password_hash IS NOT NULL AS has_password, u.access_code, u.stepik_user_id, \
+             (SELECT checked_at FROM progress_checks WHERE user_id = s.user_id) AS last_check_at, \
+             (SELECT max(finished_at) FROM sync_runs WHERE outcome = 'ok') AS last_sync_at \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
             &[row_key.into()],
         )?];
@@ -326,7 +336,7 @@ impl Store for D1Store {
             Vec::new()
         };
         let progress = if want.progress {
-            let rows: Vec<ProgressRow> = next()?.results().map_err(err)?;
+            let rows: Vec<ProgressInfoRow> = next()?.results().map_err(err)?;
             rows.into_iter().next().map(|r| ProgressInfo {
                 steps_passed: r.steps_passed,
                 steps_total: r.steps_total,
@@ -359,6 +369,9 @@ impl Store for D1Store {
             telegram_id: r.telegram_id,
             has_password: r.has_password != 0,
             access_code: r.access_code,
+            stepik_user_id: r.stepik_user_id,
+            last_check_at: r.last_check_at,
+            last_sync_at: r.last_sync_at,
         };
         Ok(Some(SessionLoad {
             session,
@@ -522,9 +535,311 @@ impl Store for D1Store {
         }
         self.batch(statements).await
     }
+
+    async fn begin_check(&self, c: &CheckStart) -> Result<CheckState, StoreError> {
+        let results = self.batch_results(self.begin_check_statements(c)?).await?;
+        let [.., student, grants, progress] = &results[..] else {
+            return Err(StoreError("D1 batch returned too few results".into()));
+        };
+        let Some(r) = student
+            .results::<CheckRow>()
+            .map_err(err)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(CheckState::default());
+        };
+        let grants: Vec<GrantRow> = grants.results().map_err(err)?;
+        let progress: Vec<ProgressRow> = progress.results().map_err(err)?;
+        let eligible = r.disabled == 0 && r.stepik_user_id.is_some();
+        let reservation = match (r.mine == Some(1), r.counted == Some(1)) {
+            _ if !eligible => Reservation::NotEligible,
+            (true, true) => Reservation::Granted,
+            (true, false) => Reservation::Budget {
+                retry_after: r.window_start.unwrap_or(c.now) + course_core::app::BUDGET_WINDOW_SECS
+                    - c.now,
+            },
+            (false, _) => {
+                let last = if c.pressed {
+                    r.pressed_at
+                } else {
+                    r.checked_at
+                };
+                Reservation::Cooldown {
+                    retry_after: last.unwrap_or(c.now) + c.cooldown_secs - c.now,
+                }
+            }
+        };
+        Ok(CheckState {
+            reservation: Some(reservation),
+            stepik_user_id: r.stepik_user_id.and_then(|id| u64::try_from(id).ok()),
+            email: r.email,
+            name: r.name,
+            access_code: r.access_code,
+            grants: grants
+                .into_iter()
+                .map(|g| {
+                    let source = if g.source == "manual" {
+                        Source::Manual
+                    } else {
+                        Source::Stepik
+                    };
+                    (g.video_id, source)
+                })
+                .collect::<HashMap<_, _>>(),
+            progress: progress.into_iter().next(),
+            sealed_token: r.sealed_token,
+        })
+    }
+
+    async fn keep_token(&self, sealed: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.batch(vec![self.keep_token_statement(sealed, expires_at)?])
+            .await
+    }
+
+    async fn record_check(&self, w: &CheckWrite) -> Result<CheckRecorded, StoreError> {
+        let user = num(w.user_id);
+        let mut statements = Vec::new();
+        if let Some(code) = &w.new_access_code {
+            statements.push(self.statement(
+                "UPDATE users SET access_code = ?2 WHERE id = ?1 AND access_code IS NULL",
+                &[user.clone(), code.as_str().into()],
+            )?);
+        }
+        if let Some((sealed, expires_at)) = &w.sealed_token {
+            statements.push(self.keep_token_statement(sealed, *expires_at)?);
+        }
+        let p = &w.progress;
+        statements.push(self.statement(
+            &format!(
+                "{} {} {}",
+                progress::sql::PROGRESS_HEAD,
+                progress::sql::PROGRESS_ROW,
+                progress::sql::PROGRESS_TAIL
+            ),
+            &[
+                num(w.stepik_user_id as i64),
+                num(p.steps_passed),
+                num(p.steps_total),
+                JsValue::from_f64(p.score),
+                p.unlocked.as_str().into(),
+                opt_text(p.next_video_id.as_deref()),
+                p.next_missing.map_or(JsValue::NULL, num),
+                num(w.now),
+            ],
+        )?);
+        // Only adds, only videos D1 knows, only while the account is enabled and still
+        // linked to this Stepik id; the ones about to go to Boomstream recorded as sent.
+        statements.push(self.statement(
+            "INSERT INTO grants (user_id, video_id, source, granted_at, boomstream_attempted_at) \
+             SELECT ?1, v.id, 'stepik', ?2, \
+             CASE WHEN v.id IN (SELECT value FROM json_each(?5)) THEN ?2 END \
+             FROM videos v WHERE v.id IN (SELECT value FROM json_each(?4)) \
+             AND EXISTS (SELECT 1 FROM users WHERE id = ?1 AND disabled_at IS NULL \
+             AND stepik_user_id = ?3) \
+             ON CONFLICT (user_id, video_id) DO NOTHING RETURNING video_id",
+            &[
+                user.clone(),
+                num(w.now),
+                num(w.stepik_user_id as i64),
+                json_list(&w.new_grants),
+                json_list(&w.sending),
+            ],
+        )?);
+        statements.push(self.statement("SELECT access_code FROM users WHERE id = ?1", &[user])?);
+        let results = self.batch_results(statements).await?;
+        let [.., inserted, code] = &results[..] else {
+            return Err(StoreError("D1 batch returned too few results".into()));
+        };
+        let granted: Vec<VideoIdRow> = inserted.results().map_err(err)?;
+        let code: Vec<CodeRow> = code.results().map_err(err)?;
+        Ok(CheckRecorded {
+            granted: granted.into_iter().map(|r| r.video_id).collect(),
+            access_code: code.into_iter().next().and_then(|r| r.access_code),
+        })
+    }
+
+    async fn record_push(
+        &self,
+        user_id: i64,
+        now: i64,
+        outcomes: &[PushOutcome],
+    ) -> Result<(), StoreError> {
+        let mut statements = Vec::new();
+        for o in outcomes {
+            // As the sync's push records an answer: confirmed or not, with what
+            // Boomstream said of the access; a grant not sent after all is no longer
+            // recorded as sent. Only while the student is enabled with the code sent.
+            statements.push(self.statement(
+                "UPDATE grants SET boomstream_error = ?3, \
+                 boomstream_attempted_at = CASE WHEN ?4 = 1 THEN ?2 END, \
+                 boomstream_confirmed_at = CASE WHEN ?4 = 1 AND ?3 IS NULL THEN ?2 END, \
+                 boomstream_access_expires = CASE WHEN ?4 = 1 THEN ?6 ELSE boomstream_access_expires END, \
+                 boomstream_recovery = CASE WHEN ?4 = 1 THEN ?7 ELSE boomstream_recovery END \
+                 WHERE user_id = ?1 AND video_id IN (SELECT value FROM json_each(?5)) \
+                 AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND access_code = ?8)",
+                &[
+                    num(user_id),
+                    num(now),
+                    opt_text(o.error.as_deref()),
+                    num(i64::from(o.sent)),
+                    json_list(&o.videos),
+                    opt_text(o.access_expires.as_deref()),
+                    o.recovery.map_or(JsValue::NULL, num),
+                    o.access_code.as_str().into(),
+                ],
+            )?);
+            if o.sent
+                && let Some(video) = o.videos.first()
+            {
+                statements.push(self.statement(
+                    progress::sql::RACED_REMOVAL,
+                    &[
+                        num(user_id),
+                        o.access_code.as_str().into(),
+                        video.as_str().into(),
+                    ],
+                )?);
+            }
+        }
+        if statements.is_empty() {
+            return Ok(());
+        }
+        self.batch(statements).await
+    }
+}
+
+#[derive(Deserialize)]
+struct CheckRow {
+    stepik_user_id: Option<i64>,
+    disabled: i64,
+    email: Option<String>,
+    name: String,
+    access_code: Option<String>,
+    checked_at: Option<i64>,
+    pressed_at: Option<i64>,
+    mine: Option<i64>,
+    counted: Option<i64>,
+    window_start: Option<i64>,
+    sealed_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GrantRow {
+    video_id: String,
+    source: String,
+}
+
+#[derive(Deserialize)]
+struct VideoIdRow {
+    video_id: String,
+}
+
+#[derive(Deserialize)]
+struct CodeRow {
+    access_code: Option<String>,
+}
+
+/// A list bound as one JSON parameter, for `IN (SELECT value FROM json_each(?n))`.
+fn json_list(items: &[String]) -> JsValue {
+    serde_json::to_string(items)
+        .unwrap_or_else(|_| "[]".to_owned())
+        .into()
+}
+
+fn opt_text(value: Option<&str>) -> JsValue {
+    value.map_or(JsValue::NULL, JsValue::from)
 }
 
 impl D1Store {
+    /// Stores the sealed Stepik token (`worker_cache`).
+    fn keep_token_statement(
+        &self,
+        sealed: &str,
+        expires_at: i64,
+    ) -> Result<D1PreparedStatement, StoreError> {
+        self.statement(
+            "INSERT INTO worker_cache (name, value, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+             expires_at = excluded.expires_at",
+            &[TOKEN_CACHE_NAME.into(), sealed.into(), num(expires_at)],
+        )
+    }
+
+    /// The statements of [`Store::begin_check`]; the reads are the last three.
+    fn begin_check_statements(
+        &self,
+        c: &CheckStart,
+    ) -> Result<Vec<D1PreparedStatement>, StoreError> {
+        let (user, id) = (num(c.user_id), JsValue::from(c.check_id.as_str()));
+        Ok(vec![
+            // The cooldown: the student's row takes this check's id, only for an enabled
+            // account linked to Stepik whose last check is at least the cooldown ago.
+            // (A press counts from the last press, a background check from the last
+            // check of any kind.)
+            self.statement(
+                "INSERT INTO progress_checks (user_id, checked_at, pressed_at, check_id) \
+                 SELECT ?1, ?2, CASE WHEN ?5 = 1 THEN ?2 ELSE 0 END, ?3 \
+                 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1 \
+                 AND disabled_at IS NULL AND stepik_user_id IS NOT NULL) \
+                 ON CONFLICT (user_id) DO UPDATE SET checked_at = excluded.checked_at, \
+                 pressed_at = CASE WHEN ?5 = 1 THEN excluded.checked_at \
+                 ELSE progress_checks.pressed_at END, check_id = excluded.check_id \
+                 WHERE CASE WHEN ?5 = 1 THEN progress_checks.pressed_at \
+                 ELSE progress_checks.checked_at END <= excluded.checked_at - ?4",
+                &[
+                    user.clone(),
+                    num(c.now),
+                    id.clone(),
+                    num(c.cooldown_secs),
+                    num(i64::from(c.pressed)),
+                ],
+            )?,
+            // The site's budget: counted only for a check that passed its cooldown, while
+            // the minute's count is under the limit (a new minute starts again at 1).
+            self.statement(
+                "INSERT INTO rate_windows (name, window_start, used, last_id) \
+                 SELECT 'stepik', ?2, 1, ?3 WHERE EXISTS \
+                 (SELECT 1 FROM progress_checks WHERE user_id = ?1 AND check_id = ?3) \
+                 ON CONFLICT (name) DO UPDATE SET \
+                 used = CASE WHEN rate_windows.window_start < excluded.window_start THEN 1 \
+                 ELSE rate_windows.used + 1 END, \
+                 window_start = max(rate_windows.window_start, excluded.window_start), \
+                 last_id = excluded.last_id \
+                 WHERE rate_windows.window_start < excluded.window_start OR rate_windows.used < ?4",
+                &[user.clone(), num(c.window_start()), id.clone(), num(c.per_minute)],
+            )?,
+            // A check the budget refused does not start the student's cooldown.
+            self.statement(
+                "UPDATE progress_checks SET checked_at = 0, \
+                 pressed_at = CASE WHEN ?3 = 1 THEN 0 ELSE pressed_at END \
+                 WHERE user_id = ?1 AND check_id = ?2 \
+                 AND (SELECT last_id FROM rate_windows WHERE name = 'stepik') IS NOT ?2",
+                &[user.clone(), id.clone(), num(i64::from(c.pressed))],
+            )?,
+            self.statement(
+                "SELECT u.stepik_user_id, u.disabled_at IS NOT NULL AS disabled, u.email, \
+                 COALESCE(NULLIF(TRIM(u.name), ''), u.email, '') AS name, u.access_code, \
+                 p.checked_at, p.pressed_at, p.check_id = ?2 AS mine, \
+                 (SELECT last_id = ?2 FROM rate_windows WHERE name = 'stepik') AS counted, \
+                 (SELECT window_start FROM rate_windows WHERE name = 'stepik') AS window_start, \
+                 (SELECT value FROM worker_cache WHERE name = ?4 AND expires_at > ?3) AS sealed_token \
+                 FROM users u LEFT JOIN progress_checks p ON p.user_id = u.id WHERE u.id = ?1",
+                &[user.clone(), id, num(c.now), TOKEN_CACHE_NAME.into()],
+            )?,
+            self.statement(
+                "SELECT video_id, source FROM grants WHERE user_id = ?1",
+                std::slice::from_ref(&user),
+            )?,
+            self.statement(
+                "SELECT steps_passed, steps_total, score, unlocked, next_video_id, next_missing \
+                 FROM learner_progress \
+                 WHERE stepik_user_id = (SELECT stepik_user_id FROM users WHERE id = ?1)",
+                &[user],
+            )?,
+        ])
+    }
+
     /// The statements of [`Store::release_login`].
     fn release_statements(
         &self,

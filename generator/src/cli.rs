@@ -102,9 +102,10 @@ pub(crate) struct SyncArgs {
     /// Stepik requests in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub(crate) concurrency: u16,
-    /// What counts as a passed step.
-    #[arg(long, value_enum, default_value_t = PassRuleArg::IsPassed)]
-    pub(crate) pass_rule: PassRuleArg,
+    /// What counts as a passed step (default: course.stepik_pass_rule in the
+    /// configuration, which the worker's progress checks use too).
+    #[arg(long, value_enum)]
+    pub(crate) pass_rule: Option<PassRuleArg>,
     /// Where to save the course-structure snapshot the site build reads (default:
     /// course-structure.json beside the configuration).
     #[arg(long)]

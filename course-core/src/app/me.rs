@@ -2,7 +2,7 @@
 
 use super::{BOOMSTREAM_PLAYER, Handler, ProgressInfo, SessionWant, Store, VideoAccess};
 use crate::http::{self, Request, Response};
-use crate::pages::{ErrorView, MeView, ProgressView, VideoItem, VideoView};
+use crate::pages::{CheckView, ErrorView, MeView, ProgressView, VideoItem, VideoView};
 
 impl<S: Store> Handler<'_, '_, S> {
     pub(super) async fn me(&self, req: &Request) -> Response {
@@ -55,13 +55,96 @@ impl<S: Store> Handler<'_, '_, S> {
                     page_url: None,
                 })
                 .collect(),
-            progress: progress.map(|p| self.progress_view(&p, &titles)),
+            progress: progress
+                .as_ref()
+                .map(|p| self.progress_view(p, current.row.last_sync_at, &titles)),
             access_code: current.row.access_code.clone(),
             telegram_id: current.row.telegram_id,
             can_unlink_telegram: current.row.has_password,
             telegram_link_open: current.row.intends(super::LinkKind::Telegram, self.now),
+            check: self.check_view(req, &current.row, progress.as_ref()),
         };
-        super::with_renewal(self.page(200, self.pages.me(&self.page, &view)), &current)
+        let mut resp = self.page(200, self.pages.me(&self.page, &view));
+        if super::check::flash_of(req).is_some() {
+            resp = resp.with_header("set-cookie", super::check::flash_cookie(req, "", 0));
+        }
+        super::with_renewal(resp, &current)
+    }
+
+    /// The progress check on /me: the button (and what the last check came to), or why
+    /// there is none. Starts a check in the background when what /me shows is older
+    /// than `PROGRESS_REFRESH_SECS`.
+    fn check_view(
+        &self,
+        req: &Request,
+        row: &super::StoredSession,
+        progress: Option<&ProgressInfo>,
+    ) -> CheckView {
+        let t = self.pages.site().messages(self.page.lang);
+        let Some((cfg, _)) = self.app.can_check() else {
+            let hours = self.pages.site().config.course.sync_every_hours.to_string();
+            return CheckView {
+                schedule: Some(t.fill("me.check_schedule", &[("hours", &hours)])),
+                ..CheckView::default()
+            };
+        };
+        if row.stepik_user_id.is_none() {
+            return CheckView {
+                link_hint: Some(t.text("me.check_link_hint")),
+                ..CheckView::default()
+            };
+        }
+        let as_of = [
+            progress.map(|p| p.updated_at),
+            row.last_sync_at,
+            row.last_check_at,
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if req.method == crate::http::Method::Get
+            && as_of.is_none_or(|t| self.now - t >= cfg.refresh_secs)
+        {
+            (self.defer)(row.user_id);
+        }
+        let mut view = CheckView {
+            button: true,
+            ..CheckView::default()
+        };
+        let flash = super::check::flash_of(req).unwrap_or_default();
+        let count = |n: &str| t.fill("check.opened", &[("count", n)]);
+        match flash.split('.').collect::<Vec<_>>()[..] {
+            ["ok", opened, unconfirmed] => {
+                let (Ok(opened), Ok(unconfirmed)) =
+                    (opened.parse::<u32>(), unconfirmed.parse::<u32>())
+                else {
+                    return view;
+                };
+                let mut notice = if opened > 0 {
+                    count(&opened.to_string())
+                } else {
+                    t.text("check.nothing_new")
+                };
+                if unconfirmed > 0 {
+                    notice.push(' ');
+                    notice.push_str(
+                        &t.fill("check.unconfirmed", &[("count", &unconfirmed.to_string())]),
+                    );
+                    view.notice_is_warning = true;
+                }
+                view.notice = Some(notice);
+            }
+            ["stepik"] => {
+                view.notice = Some(t.text("check.stepik_failed"));
+                view.notice_is_warning = true;
+            }
+            ["absent"] => {
+                view.notice = Some(t.text("check.not_a_learner"));
+                view.notice_is_warning = true;
+            }
+            _ => {}
+        }
+        view
     }
 
     /// `GET /me/videos/<id>`: the player for a granted video; 403 with what unlocks it
@@ -119,6 +202,7 @@ impl<S: Store> Handler<'_, '_, S> {
     fn progress_view(
         &self,
         p: &ProgressInfo,
+        last_sync_at: Option<i64>,
         titles: &std::collections::HashMap<String, String>,
     ) -> ProgressView {
         let t = self.pages.site().messages(self.page.lang);
@@ -150,7 +234,12 @@ impl<S: Store> Handler<'_, '_, S> {
             next,
             updated: t.fill(
                 "me.progress_updated",
-                &[("date", &crate::time::utc_date_time(p.updated_at))],
+                // The row changes only when the progress does: it is current as of the
+                // last sync that read it, or the last check that wrote it.
+                &[(
+                    "date",
+                    &crate::time::utc_date_time(p.updated_at.max(last_sync_at.unwrap_or(0))),
+                )],
             ),
         }
     }

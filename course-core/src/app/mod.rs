@@ -3,12 +3,14 @@
 //! request; tests supply their own.
 
 pub mod bookmark;
+pub mod check;
 mod login;
 mod me;
 mod settings;
 mod store;
 mod telegram;
 
+pub use check::{CheckOutcome, NoOutside, Outside, TokenCache, Trigger};
 pub use settings::*;
 pub use store::*;
 pub use telegram::{LINK_INTENT_SECS, looks_like_real_bot_token};
@@ -44,6 +46,13 @@ pub struct App<'a, S: Store> {
     pub now: i64,
     /// Where operational problems are reported (never with secrets).
     pub log: &'a dyn Fn(&str),
+    /// Outside calls (Stepik, Boomstream) of the progress check.
+    pub outside: &'a dyn Outside,
+    /// The Stepik token in this isolate's memory.
+    pub tokens: &'a TokenCache,
+    /// Work to do after the answer is sent (the worker: `ctx.wait_until`): a progress
+    /// check for this user.
+    pub defer: &'a dyn Fn(i64),
 }
 
 /// A valid session found on a request.
@@ -199,6 +208,7 @@ impl<S: Store> Handler<'_, '_, S> {
             ("/me/telegram/start", Post) => self.start_telegram_link(req).await,
             ("/me/telegram/link", Post) => self.link_telegram(req).await,
             ("/me/telegram/unlink", Post) => self.unlink_telegram(req).await,
+            ("/me/refresh", Post) => self.refresh(req).await,
             ("/logout", Get | Head) => self.page(200, self.pages.logout(&self.page)),
             ("/logout", Post) => self.logout(req).await,
             ("/dev/telegram", Get | Head) => self.dev_telegram(req),
@@ -208,9 +218,10 @@ impl<S: Store> Handler<'_, '_, S> {
             ("/login/telegram/callback" | "/dev/telegram", _) => self
                 .error_page(405, "method")
                 .with_header("allow", "GET, HEAD"),
-            ("/me/telegram/start" | "/me/telegram/link" | "/me/telegram/unlink", _) => {
-                self.error_page(405, "method").with_header("allow", "POST")
-            }
+            (
+                "/me/telegram/start" | "/me/telegram/link" | "/me/telegram/unlink" | "/me/refresh",
+                _,
+            ) => self.error_page(405, "method").with_header("allow", "POST"),
             _ => self.not_found(),
         }
     }

@@ -14,6 +14,32 @@ pub const DEFAULT_MAX_FAILURES_PER_ADDRESS: i64 = 20;
 /// The throttle window.
 pub const DEFAULT_THROTTLE_WINDOW_SECS: i64 = 15 * 60;
 
+/// Default age of the stored progress after which opening /me checks it again.
+pub const DEFAULT_PROGRESS_REFRESH_SECS: i64 = 600;
+/// Default time a student waits between two progress checks.
+pub const DEFAULT_PROGRESS_REFRESH_COOLDOWN_SECS: i64 = 60;
+/// Default site-wide number of progress checks that may ask Stepik per minute.
+pub const DEFAULT_STEPIK_REFRESH_PER_MINUTE: i64 = 30;
+
+/// How the worker checks a student's progress itself (with Stepik credentials set).
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    /// Stepik's address (`STEPIK_API_URL`, default `https://stepik.org`) and the
+    /// teacher application's credentials (`STEPIK_CLIENT_ID`, `STEPIK_CLIENT_SECRET`,
+    /// secrets; never printed).
+    pub stepik: stepik::Api,
+    /// Boomstream (`BOOMSTREAM_API_KEY`, a secret, and `BOOMSTREAM_API_URL`), when set:
+    /// new grants are pushed at once; without it they wait for the sync.
+    pub boomstream: Option<boomstream::Api>,
+    /// `PROGRESS_REFRESH_SECS`: /me checks in the background when what it shows is
+    /// older than this.
+    pub refresh_secs: i64,
+    /// `PROGRESS_REFRESH_COOLDOWN_SECS`: one check per student per this long.
+    pub cooldown_secs: i64,
+    /// `STEPIK_REFRESH_PER_MINUTE`: checks that may ask Stepik per minute, site-wide.
+    pub per_minute: i64,
+}
+
 /// The worker's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -40,6 +66,9 @@ pub struct Settings {
     /// back in a cookie. Off (the default), every query goes to the primary, as D1
     /// routes every query made outside a session.
     pub d1_read_replication: bool,
+    /// The worker's own progress checks; `None` without Stepik credentials (then only
+    /// the scheduled sync updates progress).
+    pub progress_check: Option<CheckSettings>,
 }
 
 impl Settings {
@@ -68,7 +97,59 @@ impl Settings {
                     )
                 }),
         };
+        let progress_check = match (text("STEPIK_CLIENT_ID"), text("STEPIK_CLIENT_SECRET")) {
+            (Some(id), Some(secret)) => {
+                let base = text("STEPIK_API_URL").unwrap_or_else(|| "https://stepik.org".into());
+                let stepik = stepik::Api::new(&base, &id, &secret).map_err(|e| {
+                    format!("STEPIK_API_URL, STEPIK_CLIENT_ID, STEPIK_CLIENT_SECRET: {e}")
+                })?;
+                let boomstream = match text(boomstream::API_KEY_VAR) {
+                    None => None,
+                    Some(key) => {
+                        let base = text(boomstream::API_URL_VAR)
+                            .unwrap_or_else(|| boomstream::DEFAULT_BASE_URL.into());
+                        Some(boomstream::Api::new(&base, &key).map_err(|e| {
+                            format!(
+                                "{}, {}: {e}",
+                                boomstream::API_URL_VAR,
+                                boomstream::API_KEY_VAR
+                            )
+                        })?)
+                    }
+                };
+                Some(CheckSettings {
+                    stepik,
+                    boomstream,
+                    refresh_secs: number(
+                        "PROGRESS_REFRESH_SECS",
+                        DEFAULT_PROGRESS_REFRESH_SECS,
+                        60..=30 * 86_400,
+                        "seconds",
+                    )?,
+                    cooldown_secs: number(
+                        "PROGRESS_REFRESH_COOLDOWN_SECS",
+                        DEFAULT_PROGRESS_REFRESH_COOLDOWN_SECS,
+                        10..=86_400,
+                        "seconds",
+                    )?,
+                    per_minute: number(
+                        "STEPIK_REFRESH_PER_MINUTE",
+                        DEFAULT_STEPIK_REFRESH_PER_MINUTE,
+                        1..=10_000,
+                        "checks",
+                    )?,
+                })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "STEPIK_CLIENT_ID and STEPIK_CLIENT_SECRET must be set together (or neither)"
+                        .into(),
+                );
+            }
+        };
         Ok(Settings {
+            progress_check,
             session_ttl_secs: number(
                 "SESSION_TTL_DAYS",
                 DEFAULT_SESSION_TTL_DAYS,
@@ -148,6 +229,68 @@ mod tests {
         assert_eq!(s.max_failures_per_account, 5);
         assert_eq!(s.throttle_window_secs, 900);
         assert!(!s.d1_read_replication);
+        assert!(s.progress_check.is_none());
+    }
+
+    #[test]
+    fn progress_check_settings() {
+        let s = from(&[
+            ("STEPIK_CLIENT_ID", "id"),
+            ("STEPIK_CLIENT_SECRET", "the-secret"),
+        ])
+        .unwrap();
+        let c = s.progress_check.unwrap();
+        assert_eq!(c.stepik.base_url(), "https://stepik.org");
+        assert!(c.boomstream.is_none());
+        assert_eq!(
+            (c.refresh_secs, c.cooldown_secs, c.per_minute),
+            (600, 60, 30)
+        );
+        let s = from(&[
+            ("STEPIK_CLIENT_ID", "id"),
+            ("STEPIK_CLIENT_SECRET", "the-secret"),
+            ("STEPIK_API_URL", "http://127.0.0.1:9/"),
+            ("BOOMSTREAM_API_KEY", "bs-key"),
+            ("STEPIK_REFRESH_PER_MINUTE", "5"),
+        ])
+        .unwrap();
+        let c = s.progress_check.unwrap();
+        assert_eq!(c.stepik.base_url(), "http://127.0.0.1:9");
+        assert_eq!(
+            c.boomstream.unwrap().base_url(),
+            boomstream::DEFAULT_BASE_URL
+        );
+        assert_eq!(c.per_minute, 5);
+        // Secrets never show in Debug output.
+        let shown = format!(
+            "{:?}",
+            from(&[
+                ("STEPIK_CLIENT_ID", "id"),
+                ("STEPIK_CLIENT_SECRET", "the-secret"),
+                ("BOOMSTREAM_API_KEY", "bs-key")
+            ])
+            .unwrap()
+        );
+        assert!(
+            !shown.contains("the-secret") && !shown.contains("bs-key"),
+            "{shown}"
+        );
+        let e = from(&[("STEPIK_CLIENT_ID", "id")]).unwrap_err();
+        assert!(e.contains("STEPIK_CLIENT_SECRET"), "{e}");
+        let e = from(&[
+            ("STEPIK_CLIENT_ID", "id"),
+            ("STEPIK_CLIENT_SECRET", "s"),
+            ("STEPIK_API_URL", "ftp://x"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("STEPIK_API_URL"), "{e}");
+        let e = from(&[
+            ("STEPIK_CLIENT_ID", "id"),
+            ("STEPIK_CLIENT_SECRET", "s"),
+            ("PROGRESS_REFRESH_COOLDOWN_SECS", "0"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("PROGRESS_REFRESH_COOLDOWN_SECS"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The seam between the routes and the database.
 
+use std::collections::HashMap;
+
+use crate::progress::{ProgressRow, Source};
 use crate::session::AuthMethod;
 
 /// A failure of the database behind the site.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct StoreError(pub String);
 
@@ -48,6 +51,12 @@ pub struct StoredSession {
     pub has_password: bool,
     /// The owner's Boomstream access code, once the sync has made one.
     pub access_code: Option<String>,
+    /// The owner's Stepik account, when linked.
+    pub stepik_user_id: Option<i64>,
+    /// When the worker last started a progress check for the owner (pressed or not).
+    pub last_check_at: Option<i64>,
+    /// When the last scheduled sync finished well (it read every learner's progress).
+    pub last_sync_at: Option<i64>,
 }
 
 /// A link to another sign-in method, started by the student on /me (`sessions.link_intent`).
@@ -252,6 +261,121 @@ pub enum LinkOutcome {
     TakenByOther,
 }
 
+/// What a progress check asks of the database first (one batch): to reserve the check
+/// under the student's cooldown and the site's budget, and the student's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckStart {
+    /// The student.
+    pub user_id: i64,
+    /// A random id for this check (the reservation recognises itself by it).
+    pub check_id: String,
+    /// Now.
+    pub now: i64,
+    /// One check per student per this long.
+    pub cooldown_secs: i64,
+    /// Checks per minute, site-wide.
+    pub per_minute: i64,
+    /// The student pressed the button: the cooldown counts from their last press (a
+    /// background check, from the last check of any kind, and it does not hold up the
+    /// button).
+    pub pressed: bool,
+}
+
+impl CheckStart {
+    /// The start of the budget's current window (whole minutes).
+    pub fn window_start(&self) -> i64 {
+        self.now - self.now.rem_euclid(BUDGET_WINDOW_SECS)
+    }
+}
+
+/// The length of the site-wide budget's window.
+pub const BUDGET_WINDOW_SECS: i64 = 60;
+
+/// Whether a check may go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved: counted in the budget, the student's cooldown started.
+    Granted,
+    /// The student checked less than the cooldown ago: wait this many seconds.
+    Cooldown { retry_after: i64 },
+    /// The site's budget for this minute is used up: wait this many seconds.
+    Budget { retry_after: i64 },
+    /// No enabled account linked to Stepik (nothing reserved).
+    NotEligible,
+}
+
+/// What a progress check starts from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckState {
+    /// The reservation (`None`: there is no such account).
+    pub reservation: Option<Reservation>,
+    /// The student's Stepik id.
+    pub stepik_user_id: Option<u64>,
+    /// The student's e-mail (Boomstream needs one).
+    pub email: Option<String>,
+    /// Their display name.
+    pub name: String,
+    /// Their Boomstream access code, if made.
+    pub access_code: Option<String>,
+    /// Their grants: video id → source.
+    pub grants: HashMap<String, Source>,
+    /// Their stored progress row.
+    pub progress: Option<ProgressRow>,
+    /// The sealed Stepik token other isolates left in D1, while it is good.
+    pub sealed_token: Option<String>,
+}
+
+/// What a progress check writes (one batch). Only adds: grants no longer earned stay
+/// until a full sync with `--revoke`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckWrite {
+    /// The student.
+    pub user_id: i64,
+    /// Their Stepik id (the grants are written only while the account still has it and
+    /// is enabled).
+    pub stepik_user_id: u64,
+    /// Now.
+    pub now: i64,
+    /// Videos earned and not granted yet.
+    pub new_grants: Vec<String>,
+    /// Of those, the ones about to be sent to Boomstream (recorded as sent first, so a
+    /// crash cannot leave a buyer that no later removal knows of).
+    pub sending: Vec<String>,
+    /// The progress row (written whether or not it changed: it says when it was checked).
+    pub progress: ProgressRow,
+    /// A Stepik token to leave for other isolates: sealed, and until when.
+    pub sealed_token: Option<(String, i64)>,
+    /// An access code for a student who has none (set only if they still have none).
+    pub new_access_code: Option<String>,
+}
+
+/// What the write came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckRecorded {
+    /// The grants it added (none when the account changed meanwhile).
+    pub granted: Vec<String>,
+    /// The student's access code now.
+    pub access_code: Option<String>,
+}
+
+/// What Boomstream answered for one buyer entry a check sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// The grants it covers.
+    pub videos: Vec<String>,
+    /// The access code that was sent.
+    pub access_code: String,
+    /// Whether the request went out (`false`: it was not sent after all, and what was
+    /// recorded as sending is undone).
+    pub sent: bool,
+    /// Why Boomstream has not confirmed it; `None` when it did.
+    pub error: Option<String>,
+    /// `AccessExpirationDate` as Boomstream answered it.
+    pub access_expires: Option<String>,
+    /// `Recovery` as Boomstream answered it.
+    pub recovery: Option<i64>,
+}
+
 /// What the routes need from the database. Every method is one small query or batch.
 #[allow(async_fn_in_trait)] // single-threaded (wasm) callers; no Send bound wanted
 pub trait Store {
@@ -323,4 +447,24 @@ pub trait Store {
     /// `forget`'s count (the account, after a successful login) and takes one off each
     /// of `uncount` (the client address; or every key, for an attempt refused unverified).
     async fn release_login(&self, forget: &[String], uncount: &[String]) -> Result<(), StoreError>;
+    /// Starts a progress check in one batch: reserves it (the student enabled and linked
+    /// to Stepik, past their cooldown, within the site's budget for this minute, in that
+    /// order; a check refused by the budget does not start the cooldown) and reads the
+    /// student's state and the sealed Stepik token.
+    async fn begin_check(&self, start: &CheckStart) -> Result<CheckState, StoreError>;
+    /// Leaves a sealed Stepik token for other isolates (a check that got one but wrote
+    /// nothing else), valid until `expires_at`.
+    async fn keep_token(&self, sealed: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Writes a check's outcome in one batch ([`CheckWrite`]).
+    async fn record_check(&self, write: &CheckWrite) -> Result<CheckRecorded, StoreError>;
+    /// Records what Boomstream answered for a check's buyer entries, as the sync's push
+    /// does: confirmed or not, only while the student is enabled with the code sent;
+    /// a buyer added for a student disabled or given a new code meanwhile is recorded for
+    /// removal.
+    async fn record_push(
+        &self,
+        user_id: i64,
+        now: i64,
+        outcomes: &[PushOutcome],
+    ) -> Result<(), StoreError>;
 }

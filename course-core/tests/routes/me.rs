@@ -249,7 +249,7 @@ fn me_shows_the_progress_of_the_last_sync() {
     let body = site.me_html(&cookie);
     assert!(body.contains("Пройдено заданий: 2 из 4."), "{body}");
     assert!(body.contains("Следующее видео — «Финал»: осталось решить заданий: 2."));
-    assert!(body.contains("Данные синхронизации от 2026-11-25 13:23 UTC."));
+    assert!(body.contains("Данные Stepik от 2026-11-25 13:23 UTC."));
     site.store.fail_only("load_session");
     assert_eq!(site.me(&cookie).status, 503);
 }

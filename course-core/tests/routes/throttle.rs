@@ -183,6 +183,9 @@ fn attempts_arriving_at_once_are_counted_before_any_is_verified() {
         pages: &site.pages,
         now: NOW,
         log: &log,
+        outside: &course_core::app::NoOutside,
+        tokens: &course_core::app::TokenCache::new(),
+        defer: &|_| {},
     };
     let requests: Vec<_> = (0..30)
         .map(|_| login_request(ANNA, "wrong password"))

@@ -315,6 +315,11 @@ impl Api {
         &self.base_url
     }
 
+    /// The OAuth application's client id (not a secret).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// `POST /oauth2/token/` with the client credentials (HTTP Basic, each part
     /// form-encoded first as RFC 6749 says) and `grant_type=client_credentials`.
     pub fn token(&self) -> TokenOperation<'_> {

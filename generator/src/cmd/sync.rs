@@ -62,6 +62,21 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<()> {
 
     let mut db = target::open(&args.db)?;
 
+    // The configuration's rule is the one the worker's progress checks use too; a
+    // different one given here is honoured for this run, with a warning.
+    let configured = config.course.stepik_pass_rule.rule();
+    let pass_rule = match args.pass_rule {
+        None => configured,
+        Some(PassRuleArg::IsPassed) => PassRule::IsPassed,
+        Some(PassRuleArg::FirstSuccess) => PassRule::FirstSuccess,
+    };
+    if pass_rule != configured {
+        eprintln!(
+            "warning: --pass-rule differs from course.stepik_pass_rule in {}; the worker's progress checks use the configuration's rule, so they may decide differently until the two agree",
+            args.config.display()
+        );
+    }
+
     let on_terminal = std::io::stderr().is_terminal();
     let opts = SyncOptions {
         config,
@@ -71,10 +86,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| config_dir.join("course-structure.json")),
         stepik,
         course_id,
-        pass_rule: match args.pass_rule {
-            PassRuleArg::IsPassed => PassRule::IsPassed,
-            PassRuleArg::FirstSuccess => PassRule::FirstSuccess,
-        },
+        pass_rule,
         dry_run: args.dry_run,
         revoke: args.revoke,
         // With --json, stdout holds the JSON summary alone.

@@ -255,11 +255,7 @@ fn unmark_sending(user_id: i64, videos: &[String]) -> Statement {
 /// a new code, the entry just added is recorded for removal.
 fn raced_removal(user_id: i64, code: &str, video: &str) -> Statement {
     Statement::with_params(
-        "INSERT INTO boomstream_removals (user_id, access_code, video_id, reason, requested_at) \
-         SELECT ?1, ?2, ?3, CASE WHEN u.id IS NULL THEN 'deleted' \
-         WHEN u.disabled_at IS NOT NULL THEN 'disabled' ELSE 'code-rotated' END, unixepoch() \
-         FROM (SELECT 1) LEFT JOIN users u ON u.id = ?1 \
-         WHERE u.id IS NULL OR u.disabled_at IS NOT NULL OR u.access_code IS NOT ?2",
+        course_core::progress::sql::RACED_REMOVAL,
         vec![user_id.into(), code.into(), video.into()],
     )
 }

@@ -233,29 +233,30 @@ pub fn statement_iter(plan: &Plan, now: i64) -> impl Iterator<Item = Statement> 
             );
             [removals, delete]
         });
-    let progress = plan.progress_upserts.chunks(rows_per_statement(8)).map(move |chunk| {
-        multi_row(
-            "INSERT INTO learner_progress (stepik_user_id, steps_passed, steps_total, score, unlocked, \
-             next_video_id, next_missing, updated_at) VALUES",
-            "(?, ?, ?, ?, ?, ?, ?, ?)",
-            "ON CONFLICT (stepik_user_id) DO UPDATE SET steps_passed = excluded.steps_passed, \
-             steps_total = excluded.steps_total, score = excluded.score, unlocked = excluded.unlocked, \
-             next_video_id = excluded.next_video_id, next_missing = excluded.next_missing, \
-             updated_at = excluded.updated_at",
-            chunk.iter().map(|(id, r)| {
-                vec![
-                    (*id as i64).into(),
-                    r.steps_passed.into(),
-                    r.steps_total.into(),
-                    SqlValue::Real(r.score),
-                    r.unlocked.clone().into(),
-                    r.next_video_id.clone().map_or(SqlValue::Null, SqlValue::from),
-                    r.next_missing.map_or(SqlValue::Null, SqlValue::from),
-                    now.into(),
-                ]
-            }),
-        )
-    });
+    let progress = plan
+        .progress_upserts
+        .chunks(rows_per_statement(8))
+        .map(move |chunk| {
+            multi_row(
+                course_core::progress::sql::PROGRESS_HEAD,
+                course_core::progress::sql::PROGRESS_ROW,
+                course_core::progress::sql::PROGRESS_TAIL,
+                chunk.iter().map(|(id, r)| {
+                    vec![
+                        (*id as i64).into(),
+                        r.steps_passed.into(),
+                        r.steps_total.into(),
+                        SqlValue::Real(r.score),
+                        r.unlocked.clone().into(),
+                        r.next_video_id
+                            .clone()
+                            .map_or(SqlValue::Null, SqlValue::from),
+                        r.next_missing.map_or(SqlValue::Null, SqlValue::from),
+                        now.into(),
+                    ]
+                }),
+            )
+        });
     videos.chain(grants).chain(revocations).chain(progress)
 }
 

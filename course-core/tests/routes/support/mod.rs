@@ -3,12 +3,14 @@
 
 mod asserts;
 mod fixtures;
+mod outside;
 mod requests;
 mod site;
 mod store;
 
 pub(crate) use self::asserts::*;
 pub(crate) use self::fixtures::*;
+pub(crate) use self::outside::*;
 pub(crate) use self::requests::*;
 pub(crate) use self::site::*;
 pub(crate) use self::store::*;

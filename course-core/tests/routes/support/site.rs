@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 
-use course_core::app::{App, COOKIE_SECURE, Settings};
+use course_core::app::{App, COOKIE_SECURE, Settings, TokenCache};
 use course_core::http::{Request, Response};
 use course_core::pages::{self, Pages};
 use course_core::session::{self, AuthMethod, KeyError, SessionClaims, SessionKeys};
@@ -16,6 +16,7 @@ use super::fixtures::{
     ANNA, ANNA_ID, BOT, CALLBACK, KEY_A, LINK, LOGIN_FAILED, NOW, PASSWORD, SECURE_ATTRS,
     START_LINK, TELEGRAM_ENV, TG_FREE, THROTTLED, TTL, UNLINK,
 };
+use super::outside::FakeOutside;
 use super::requests::{
     callback, cookie_kind, get, https, login_request, payload, post, with_cookie, with_headers,
 };
@@ -29,6 +30,12 @@ pub(crate) struct Site {
     pub(crate) pages: Pages,
     pub(crate) now: Cell<i64>,
     pub(crate) logs: RefCell<Vec<String>>,
+    /// Stepik and Boomstream.
+    pub(crate) outside: FakeOutside,
+    /// The isolate's token cache (replace it to stand for a new isolate).
+    pub(crate) tokens: RefCell<TokenCache>,
+    /// Users whose progress check a response deferred, in order.
+    pub(crate) deferred: RefCell<Vec<i64>>,
 }
 
 /// How a request reaches the site: `https` (production) or `local` (plain-http dev).
@@ -66,12 +73,17 @@ impl Site {
             pages: pages_with_bot(bot),
             now: Cell::new(NOW),
             logs: RefCell::default(),
+            outside: FakeOutside::default(),
+            tokens: RefCell::default(),
+            deferred: RefCell::default(),
         }
     }
 
     /// Handles a request and checks that the response carries the security headers.
     pub(crate) fn handle(&self, req: &Request) -> Response {
         let log = |line: &str| self.logs.borrow_mut().push(line.to_owned());
+        let defer = |user: i64| self.deferred.borrow_mut().push(user);
+        let tokens = self.tokens.borrow();
         let app = App {
             store: &self.store,
             keys: self.keys.as_ref(),
@@ -79,6 +91,9 @@ impl Site {
             pages: &self.pages,
             now: self.now.get(),
             log: &log,
+            outside: &self.outside,
+            tokens: &tokens,
+            defer: &defer,
         };
         let resp = pollster::block_on(app.handle(req));
         let referrer = if req.path == CALLBACK {
@@ -88,6 +103,30 @@ impl Site {
         };
         assert_security_headers(&resp, !req.is_local_http(), referrer);
         resp
+    }
+
+    /// What the worker does with a deferred check: runs it after the response.
+    pub(crate) fn run_deferred(&self) -> Vec<course_core::app::CheckOutcome> {
+        let users: Vec<i64> = self.deferred.borrow_mut().drain(..).collect();
+        let log = |line: &str| self.logs.borrow_mut().push(line.to_owned());
+        let tokens = self.tokens.borrow();
+        let app = App {
+            store: &self.store,
+            keys: self.keys.as_ref(),
+            settings: self.settings.as_ref().map_err(String::as_str),
+            pages: &self.pages,
+            now: self.now.get(),
+            log: &log,
+            outside: &self.outside,
+            tokens: &tokens,
+            defer: &|_| {},
+        };
+        users
+            .into_iter()
+            .map(|u| {
+                pollster::block_on(app.check_progress(u, course_core::app::Trigger::Background))
+            })
+            .collect()
     }
 
     pub(crate) fn login(&self, email: &str, password: &str) -> Response {

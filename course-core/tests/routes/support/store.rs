@@ -3,10 +3,12 @@
 use std::cell::{Cell, RefCell};
 
 use course_core::app::{
-    FailureWindow, LinkIntent, LinkOutcome, LoginAttempt, LoginUser, NewSession, ProgressInfo,
-    SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount, TelegramUse,
-    VideoAccess,
+    BUDGET_WINDOW_SECS, CheckRecorded, CheckStart, CheckState, CheckWrite, FailureWindow,
+    LinkIntent, LinkOutcome, LoginAttempt, LoginUser, NewSession, ProgressInfo, PushOutcome,
+    Reservation, SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount,
+    TelegramUse, VideoAccess,
 };
+use course_core::progress::{ProgressRow, Source};
 use course_core::session::AuthMethod;
 
 use super::fixtures::{
@@ -53,6 +55,24 @@ pub(crate) struct MemStore {
     pub(crate) access_codes: RefCell<Vec<(i64, String)>>,
     /// Grants Boomstream has confirmed: (user id, video id).
     pub(crate) confirmed: RefCell<Vec<(i64, &'static str)>>,
+    /// `users.stepik_user_id`: (user id, Stepik id).
+    pub(crate) stepik_ids: RefCell<Vec<(i64, u64)>>,
+    /// `progress_checks`: (user id, checked at, check id).
+    pub(crate) checks: RefCell<Vec<(i64, i64, String)>>,
+    /// `progress_checks.pressed_at`: (user id, pressed at).
+    pub(crate) presses: RefCell<Vec<(i64, i64)>>,
+    /// `rate_windows` 'stepik': (window start, used, last id).
+    pub(crate) budget: RefCell<Option<(i64, i64, String)>>,
+    /// `worker_cache` 'stepik_token': (sealed, expires at).
+    pub(crate) sealed_token: RefCell<Option<(String, i64)>>,
+    /// Grants added by progress checks: (user id, video id).
+    pub(crate) added: RefCell<Vec<(i64, String)>>,
+    /// `learner_progress` rows written by checks: (Stepik id, row).
+    pub(crate) check_rows: RefCell<Vec<(u64, ProgressRow)>>,
+    /// Boomstream outcomes recorded by checks.
+    pub(crate) pushes: RefCell<Vec<PushOutcome>>,
+    /// When the last sync finished well.
+    pub(crate) last_sync: Cell<Option<i64>>,
     /// Every operation fails (the database is down).
     pub(crate) fail_all: Cell<bool>,
     /// Only these operations fail.
@@ -189,6 +209,14 @@ impl MemStore {
                     .iter()
                     .find(|(id, _)| *id == user.id)
                     .map(|(_, code)| code.clone()),
+                stepik_user_id: self.stepik_id(user.id).map(|id| id as i64),
+                last_check_at: self
+                    .checks
+                    .borrow()
+                    .iter()
+                    .find(|(id, ..)| *id == user.id)
+                    .map(|(_, at, _)| *at),
+                last_sync_at: self.last_sync.get(),
             })
         })
     }
@@ -231,7 +259,8 @@ impl MemStore {
                 id: v.id.to_owned(),
                 title: v.title.to_owned(),
                 media_code: v.media_code.to_owned(),
-                granted: v.granted_to.contains(&user_id),
+                granted: v.granted_to.contains(&user_id)
+                    || self.added.borrow().contains(&(user_id, v.id.to_owned())),
                 boomstream_confirmed: self.confirmed.borrow().contains(&(user_id, v.id)),
             })
             .collect()
@@ -253,6 +282,28 @@ impl MemStore {
             .iter_mut()
             .find(|u| u.id == user_id)
             .expect("user exists"))
+    }
+
+    pub(crate) fn stepik_id(&self, user_id: i64) -> Option<u64> {
+        self.stepik_ids
+            .borrow()
+            .iter()
+            .find(|(id, _)| *id == user_id)
+            .map(|(_, s)| *s)
+    }
+
+    /// Links a user to a Stepik account.
+    pub(crate) fn link_stepik(&self, user_id: i64, stepik_id: u64) {
+        self.stepik_ids.borrow_mut().push((user_id, stepik_id));
+    }
+
+    /// The video ids granted to a user.
+    pub(crate) fn granted(&self, user_id: i64) -> Vec<String> {
+        self.videos_of(user_id)
+            .into_iter()
+            .filter(|v| v.granted)
+            .map(|v| v.id)
+            .collect()
     }
 
     pub(crate) fn disable(&self, user_id: i64) {
@@ -516,6 +567,196 @@ impl Store for MemStore {
             windows: counted,
             user,
         })
+    }
+
+    /// As `D1Store::begin_check`'s statements: the cooldown, the budget (a check it
+    /// refuses does not start the cooldown), then the reads.
+    async fn begin_check(&self, c: &CheckStart) -> Result<CheckState, StoreError> {
+        self.op("begin_check")?;
+        let user = self
+            .users
+            .borrow()
+            .iter()
+            .find(|u| u.id == c.user_id)
+            .map(|u| (u.disabled, u.email, u.name));
+        let Some((disabled, email, name)) = user else {
+            return Ok(CheckState::default());
+        };
+        let stepik = self.stepik_id(c.user_id);
+        let eligible = !disabled && stepik.is_some();
+        let reservation = if !eligible {
+            Reservation::NotEligible
+        } else {
+            let mut checks = self.checks.borrow_mut();
+            let mut presses = self.presses.borrow_mut();
+            let last = checks.iter().position(|(id, ..)| *id == c.user_id);
+            let pressed = presses.iter().position(|(id, _)| *id == c.user_id);
+            let since = if c.pressed {
+                pressed.map(|i| presses[i].1)
+            } else {
+                last.map(|i| checks[i].1)
+            };
+            match since {
+                Some(at) if at > c.now - c.cooldown_secs => Reservation::Cooldown {
+                    retry_after: at + c.cooldown_secs - c.now,
+                },
+                _ => {
+                    let mut budget = self.budget.borrow_mut();
+                    let window = c.window_start();
+                    let counted = match &mut *budget {
+                        Some((start, used, last)) if *start >= window => {
+                            if *used < c.per_minute {
+                                *used += 1;
+                                *last = c.check_id.clone();
+                                true
+                            } else {
+                                false
+                            }
+                        }
+                        _ => {
+                            *budget = Some((window, 1, c.check_id.clone()));
+                            true
+                        }
+                    };
+                    let at = if counted { c.now } else { 0 };
+                    match last {
+                        Some(i) => checks[i] = (c.user_id, at, c.check_id.clone()),
+                        None => checks.push((c.user_id, at, c.check_id.clone())),
+                    }
+                    if c.pressed {
+                        match pressed {
+                            Some(i) => presses[i].1 = at,
+                            None => presses.push((c.user_id, at)),
+                        }
+                    }
+                    if counted {
+                        Reservation::Granted
+                    } else {
+                        let start = budget.as_ref().map_or(c.now, |b| b.0);
+                        Reservation::Budget {
+                            retry_after: start + BUDGET_WINDOW_SECS - c.now,
+                        }
+                    }
+                }
+            }
+        };
+        let progress = stepik.and_then(|id| {
+            self.check_rows
+                .borrow()
+                .iter()
+                .find(|(s, _)| *s == id)
+                .map(|(_, r)| r.clone())
+        });
+        Ok(CheckState {
+            reservation: Some(reservation),
+            stepik_user_id: stepik,
+            email: Some(email.to_owned()),
+            name: name.to_owned(),
+            access_code: self
+                .access_codes
+                .borrow()
+                .iter()
+                .find(|(id, _)| *id == c.user_id)
+                .map(|(_, code)| code.clone()),
+            grants: self
+                .granted(c.user_id)
+                .into_iter()
+                .map(|v| (v, Source::Stepik))
+                .collect(),
+            progress,
+            sealed_token: self
+                .sealed_token
+                .borrow()
+                .as_ref()
+                .filter(|(_, expires)| *expires > c.now)
+                .map(|(s, _)| s.clone()),
+        })
+    }
+
+    async fn keep_token(&self, sealed: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.op("keep_token")?;
+        *self.sealed_token.borrow_mut() = Some((sealed.to_owned(), expires_at));
+        Ok(())
+    }
+
+    /// As `D1Store::record_check`'s batch.
+    async fn record_check(&self, w: &CheckWrite) -> Result<CheckRecorded, StoreError> {
+        self.op("record_check")?;
+        if let Some(code) = &w.new_access_code
+            && !self
+                .access_codes
+                .borrow()
+                .iter()
+                .any(|(id, _)| *id == w.user_id)
+        {
+            self.access_codes
+                .borrow_mut()
+                .push((w.user_id, code.clone()));
+        }
+        if let Some(token) = &w.sealed_token {
+            *self.sealed_token.borrow_mut() = Some(token.clone());
+        }
+        let mut rows = self.check_rows.borrow_mut();
+        rows.retain(|(id, _)| *id != w.stepik_user_id);
+        rows.push((w.stepik_user_id, w.progress.clone()));
+        let mut progress = self.progress.borrow_mut();
+        progress.retain(|(id, _)| *id != w.user_id);
+        progress.push((
+            w.user_id,
+            ProgressInfo {
+                steps_passed: w.progress.steps_passed,
+                steps_total: w.progress.steps_total,
+                next_video_id: w.progress.next_video_id.clone(),
+                next_missing: w.progress.next_missing,
+                updated_at: w.now,
+            },
+        ));
+        drop(progress);
+        let still_linked = self.stepik_id(w.user_id) == Some(w.stepik_user_id)
+            && self
+                .users
+                .borrow()
+                .iter()
+                .any(|u| u.id == w.user_id && !u.disabled);
+        let mut granted = Vec::new();
+        if still_linked {
+            let held = self.granted(w.user_id);
+            for video in &w.new_grants {
+                if self.videos.iter().any(|v| v.id == video) && !held.contains(video) {
+                    self.added.borrow_mut().push((w.user_id, video.clone()));
+                    granted.push(video.clone());
+                }
+            }
+        }
+        Ok(CheckRecorded {
+            granted,
+            access_code: self
+                .access_codes
+                .borrow()
+                .iter()
+                .find(|(id, _)| *id == w.user_id)
+                .map(|(_, code)| code.clone()),
+        })
+    }
+
+    async fn record_push(
+        &self,
+        user_id: i64,
+        _now: i64,
+        outcomes: &[PushOutcome],
+    ) -> Result<(), StoreError> {
+        self.op("record_push")?;
+        for o in outcomes {
+            if o.sent && o.error.is_none() {
+                for video in &o.videos {
+                    if let Some(v) = self.videos.iter().find(|v| v.id == video) {
+                        self.confirmed.borrow_mut().push((user_id, v.id));
+                    }
+                }
+            }
+        }
+        self.pushes.borrow_mut().extend(outcomes.iter().cloned());
+        Ok(())
     }
 
     async fn release_login(&self, forget: &[String], uncount: &[String]) -> Result<(), StoreError> {
