@@ -10,4 +10,5 @@ bash scripts/build-worker.sh
 cargo run --quiet --release -p course-core --example password_bench
 node scripts/bench.mjs
 node scripts/throughput.mjs
+node scripts/bench-check.mjs
 cargo run --quiet --release -p generator --example sync_bench

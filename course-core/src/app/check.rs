@@ -22,7 +22,7 @@ use super::{
 };
 use crate::http::{Request, Response};
 use crate::progress::{self, Rules};
-use crate::site::SubscriptionKind;
+use crate::site::{Site, SubscriptionKind};
 
 /// The future of one outside call.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, TransportError>> + 'a>>;
@@ -156,6 +156,38 @@ async fn exchange<E: Exchange>(outside: &dyn Outside, mut op: E) -> Result<E::Ou
         retry_after: None,
     };
     Err(op.give_up(last, MAX_SENDS))
+}
+
+/// The learner `stepik_id` in an answer to `course-grades?course=…&user=…`, read as the
+/// sync reads a grade-book page (the site's pass rule, teacher rows left out).
+pub fn learner_of(
+    site: &Site,
+    listing: stepik::Listing<stepik::Row>,
+    stepik_id: u64,
+) -> Option<stepik::Learner> {
+    let rule = site.config.course.stepik_pass_rule.rule();
+    stepik::GradePage::digest(listing.items, listing.has_next, rule)
+        .learners
+        .into_iter()
+        .find(|l| l.user_id == stepik_id)
+}
+
+/// What the check decides for a learner's row: the sync's planning
+/// ([`progress::plan_student`]) under the site's rules and the compiled-in structure.
+pub fn decide(
+    site: &Site,
+    learner: &stepik::Learner,
+    grants: &std::collections::HashMap<String, progress::Source>,
+    stored: Option<&progress::ProgressRow>,
+) -> progress::StudentChange {
+    let (rules, _warnings) = Rules::new(&site.config, &site.structure);
+    progress::plan_student(
+        &rules,
+        &progress::learner_progress(learner),
+        learner.score,
+        Some(grants),
+        stored,
+    )
 }
 
 /// The random id of a check.
@@ -347,11 +379,7 @@ impl<S: Store> super::App<'_, S> {
                 &what,
             );
             match exchange(self.outside, op).await {
-                Ok(listing) => {
-                    let rule = self.pages.site().config.course.stepik_pass_rule.rule();
-                    let page = stepik::GradePage::digest(listing.items, listing.has_next, rule);
-                    break page.learners.into_iter().find(|l| l.user_id == stepik_id);
-                }
+                Ok(listing) => break learner_of(self.pages.site(), listing, stepik_id),
                 // A token from a cache that Stepik no longer takes: once more with a new one.
                 Err(stepik::StepikError::TokenRejected { .. }) if !fresh => {
                     self.tokens.put(None);
@@ -371,14 +399,7 @@ impl<S: Store> super::App<'_, S> {
 
         // The sync's decision for this row.
         let site = self.pages.site();
-        let (rules, _warnings) = Rules::new(&site.config, &site.structure);
-        let change = progress::plan_student(
-            &rules,
-            &progress::learner_progress(&learner),
-            learner.score,
-            Some(&state.grants),
-            state.progress.as_ref(),
-        );
+        let change = decide(site, &learner, &state.grants, state.progress.as_ref());
         let row = change.progress.clone().or_else(|| state.progress.clone());
         let Some(row) = row else {
             return CheckOutcome::StepikFailed; // unreachable: a row is made when none is stored

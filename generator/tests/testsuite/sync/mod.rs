@@ -1059,3 +1059,4 @@ fn identical_refusals_in_a_row_stop_the_push() {
 }
 
 mod boomstream_access;
+mod worker_equivalence;
