@@ -18,4 +18,9 @@ else
   cargo run --quiet -p generator -- build --out dist
 fi
 cd edge-worker
-exec worker-build --profile wasm-release
+worker-build --profile wasm-release
+# Without the wasm name section (~220 KiB raw, ~55 KiB gzip): a panic in the Workers
+# logs then shows function indexes instead of names (BENCHMARKS.md, "Worker size").
+"$WASM_OPT_BIN" --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  --strip-debug build/index_bg.wasm -o build/index_bg.wasm
