@@ -552,23 +552,17 @@ impl Store for D1Store {
         let grants: Vec<GrantRow> = grants.results().map_err(err)?;
         let progress: Vec<ProgressRow> = progress.results().map_err(err)?;
         let eligible = r.disabled == 0 && r.stepik_user_id.is_some();
-        let reservation = match (r.mine == Some(1), r.counted == Some(1)) {
-            _ if !eligible => Reservation::NotEligible,
-            (true, true) => Reservation::Granted,
-            (true, false) => Reservation::Budget {
-                retry_after: r.window_start.unwrap_or(c.now) + course_core::app::BUDGET_WINDOW_SECS
-                    - c.now,
-            },
-            (false, _) => {
-                let last = if c.pressed {
-                    r.pressed_at
-                } else {
-                    r.checked_at
-                };
-                Reservation::Cooldown {
-                    retry_after: last.unwrap_or(c.now) + c.cooldown_secs - c.now,
-                }
-            }
+        let reservation = if !eligible {
+            Reservation::NotEligible
+        } else if r.mine == Some(1) && r.counted == Some(1) {
+            Reservation::Granted
+        } else {
+            course_core::app::refusal(
+                c,
+                r.checked_at.unwrap_or(0),
+                r.pressed_at.unwrap_or(0),
+                r.window_start.unwrap_or(c.now),
+            )
         };
         Ok(CheckState {
             reservation: Some(reservation),
@@ -672,10 +666,13 @@ impl Store for D1Store {
             // recorded as sent. Only while the student is enabled with the code sent.
             statements.push(self.statement(
                 "UPDATE grants SET boomstream_error = ?3, \
-                 boomstream_attempted_at = CASE WHEN ?4 = 1 THEN ?2 END, \
-                 boomstream_confirmed_at = CASE WHEN ?4 = 1 AND ?3 IS NULL THEN ?2 END, \
-                 boomstream_access_expires = CASE WHEN ?4 = 1 THEN ?6 ELSE boomstream_access_expires END, \
-                 boomstream_recovery = CASE WHEN ?4 = 1 THEN ?7 ELSE boomstream_recovery END \
+                 boomstream_attempted_at = CASE WHEN ?4 = 1 THEN ?2 \
+                 WHEN boomstream_attempted_at = ?2 AND boomstream_confirmed_at IS NULL THEN NULL \
+                 ELSE boomstream_attempted_at END, \
+                 boomstream_confirmed_at = CASE WHEN ?4 = 1 AND ?3 IS NULL THEN ?2 \
+                 WHEN ?4 = 1 THEN NULL ELSE boomstream_confirmed_at END, \
+                 boomstream_access_expires = CASE WHEN ?9 = 1 THEN ?6 ELSE boomstream_access_expires END, \
+                 boomstream_recovery = CASE WHEN ?9 = 1 THEN ?7 ELSE boomstream_recovery END \
                  WHERE user_id = ?1 AND video_id IN (SELECT value FROM json_each(?5)) \
                  AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL AND access_code = ?8)",
                 &[
@@ -687,6 +684,7 @@ impl Store for D1Store {
                     opt_text(o.access_expires.as_deref()),
                     o.recovery.map_or(JsValue::NULL, num),
                     o.access_code.as_str().into(),
+                    num(i64::from(o.answered)),
                 ],
             )?);
             if o.sent
@@ -772,50 +770,48 @@ impl D1Store {
         c: &CheckStart,
     ) -> Result<Vec<D1PreparedStatement>, StoreError> {
         let (user, id) = (num(c.user_id), JsValue::from(c.check_id.as_str()));
+        let pressed = num(i64::from(c.pressed));
         Ok(vec![
-            // The cooldown: the student's row takes this check's id, only for an enabled
-            // account linked to Stepik whose last check is at least the cooldown ago.
-            // (A press counts from the last press, a background check from the last
-            // check of any kind.)
-            self.statement(
-                "INSERT INTO progress_checks (user_id, checked_at, pressed_at, check_id) \
-                 SELECT ?1, ?2, CASE WHEN ?5 = 1 THEN ?2 ELSE 0 END, ?3 \
-                 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1 \
-                 AND disabled_at IS NULL AND stepik_user_id IS NOT NULL) \
-                 ON CONFLICT (user_id) DO UPDATE SET checked_at = excluded.checked_at, \
-                 pressed_at = CASE WHEN ?5 = 1 THEN excluded.checked_at \
-                 ELSE progress_checks.pressed_at END, check_id = excluded.check_id \
-                 WHERE CASE WHEN ?5 = 1 THEN progress_checks.pressed_at \
-                 ELSE progress_checks.checked_at END <= excluded.checked_at - ?4",
-                &[
-                    user.clone(),
-                    num(c.now),
-                    id.clone(),
-                    num(c.cooldown_secs),
-                    num(i64::from(c.pressed)),
-                ],
-            )?,
-            // The site's budget: counted only for a check that passed its cooldown, while
-            // the minute's count is under the limit (a new minute starts again at 1).
+            // The site's budget, counted only for an enabled account linked to Stepik that
+            // is past its cooldown (a press: its last press at least the cooldown ago and
+            // no check started in the last IN_FLIGHT_SECS; a background check: no check at
+            // all within the cooldown), while the minute's count is under the limit (a new
+            // minute starts again at 1).
             self.statement(
                 "INSERT INTO rate_windows (name, window_start, used, last_id) \
-                 SELECT 'stepik', ?2, 1, ?3 WHERE EXISTS \
-                 (SELECT 1 FROM progress_checks WHERE user_id = ?1 AND check_id = ?3) \
+                 SELECT 'stepik', ?2, 1, ?3 \
+                 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1 \
+                 AND disabled_at IS NULL AND stepik_user_id IS NOT NULL) \
+                 AND NOT EXISTS (SELECT 1 FROM progress_checks WHERE user_id = ?1 AND \
+                 CASE WHEN ?6 = 1 THEN pressed_at > ?7 - ?5 OR checked_at > ?7 - ?8 \
+                 ELSE checked_at > ?7 - ?5 END) \
                  ON CONFLICT (name) DO UPDATE SET \
                  used = CASE WHEN rate_windows.window_start < excluded.window_start THEN 1 \
                  ELSE rate_windows.used + 1 END, \
                  window_start = max(rate_windows.window_start, excluded.window_start), \
                  last_id = excluded.last_id \
                  WHERE rate_windows.window_start < excluded.window_start OR rate_windows.used < ?4",
-                &[user.clone(), num(c.window_start()), id.clone(), num(c.per_minute)],
+                &[
+                    user.clone(),
+                    num(c.window_start()),
+                    id.clone(),
+                    num(c.per_minute),
+                    num(c.cooldown_secs),
+                    pressed.clone(),
+                    num(c.now),
+                    num(course_core::app::IN_FLIGHT_SECS),
+                ],
             )?,
-            // A check the budget refused does not start the student's cooldown.
+            // The check starts, only when the budget counted it: a refused one leaves the
+            // student's times as they were.
             self.statement(
-                "UPDATE progress_checks SET checked_at = 0, \
-                 pressed_at = CASE WHEN ?3 = 1 THEN 0 ELSE pressed_at END \
-                 WHERE user_id = ?1 AND check_id = ?2 \
-                 AND (SELECT last_id FROM rate_windows WHERE name = 'stepik') IS NOT ?2",
-                &[user.clone(), id.clone(), num(i64::from(c.pressed))],
+                "INSERT INTO progress_checks (user_id, checked_at, pressed_at, check_id) \
+                 SELECT ?1, ?2, CASE WHEN ?4 = 1 THEN ?2 ELSE 0 END, ?3 \
+                 WHERE (SELECT last_id FROM rate_windows WHERE name = 'stepik') = ?3 \
+                 ON CONFLICT (user_id) DO UPDATE SET checked_at = excluded.checked_at, \
+                 pressed_at = CASE WHEN ?4 = 1 THEN excluded.checked_at \
+                 ELSE progress_checks.pressed_at END, check_id = excluded.check_id",
+                &[user.clone(), num(c.now), id.clone(), pressed],
             )?,
             self.statement(
                 "SELECT u.stepik_user_id, u.disabled_at IS NOT NULL AS disabled, u.email, \

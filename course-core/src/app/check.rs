@@ -6,8 +6,10 @@
 //!
 //! Outside calls go through [`Outside`] (the worker's `fetch`, 5 s per call), once each:
 //! no retries within a check (a student can press again after the cooldown, and the
-//! scheduled sync retries everything), so a check makes at most
-//! 2 + [`MAX_PUSHES`] + 1 subrequests to Stepik and Boomstream, and three D1 batches.
+//! scheduled sync retries everything). A check sends at most 4 Stepik requests (a token
+//! and the row, and both again when Stepik refuses a cached token) and [`MAX_PUSHES`]
+//! Boomstream operations of at most 3 requests each (redirects), and makes at most four
+//! D1 batches.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -378,16 +380,27 @@ impl<S: Store> super::App<'_, S> {
                 "course-grades",
                 &what,
             );
+            // Stepik treats a token it no longer takes as an anonymous user: 401, 403 or
+            // reduced data (stepik.md). With a cached token, any of those is tried once
+            // more with a new token.
             match exchange(self.outside, op).await {
-                Ok(listing) => break learner_of(self.pages.site(), listing, stepik_id),
-                // A token from a cache that Stepik no longer takes: once more with a new one.
-                Err(stepik::StepikError::TokenRejected { .. }) if !fresh => {
-                    self.tokens.put(None);
-                    sealed_new = None;
-                }
+                Ok(listing) => match learner_of(self.pages.site(), listing, stepik_id) {
+                    None if !fresh => self.tokens.put(None),
+                    found => break found,
+                },
+                Err(
+                    stepik::StepikError::TokenRejected { .. } | stepik::StepikError::Forbidden(_),
+                ) if !fresh => self.tokens.put(None),
                 Err(e) => {
                     (self.log)(&format!("progress check of user {user_id}: {e}"));
-                    self.keep_token(sealed_new.as_ref()).await;
+                    // A new token Stepik refused is not kept for others.
+                    if !matches!(
+                        e,
+                        stepik::StepikError::TokenRejected { .. }
+                            | stepik::StepikError::Forbidden(_)
+                    ) {
+                        self.keep_token(sealed_new.as_ref()).await;
+                    }
                     return CheckOutcome::StepikFailed;
                 }
             }
@@ -406,14 +419,31 @@ impl<S: Store> super::App<'_, S> {
         };
 
         // What goes to Boomstream now: the new grants' buyer entries, at most MAX_PUSHES.
-        let boomstream = cfg.boomstream.as_ref().filter(|_| state.email.is_some());
-        let entries = match boomstream {
+        // What goes to Boomstream: the new grants' buyer entries, at most MAX_PUSHES —
+        // not when the configured access expiry is past (no one could watch; the sync
+        // reports it).
+        let access_expire = site.config.course.access_expire();
+        let boomstream = cfg
+            .boomstream
+            .as_ref()
+            .filter(|_| state.email.is_some())
+            .filter(|_| boomstream::boomstream_time(access_expire).is_none_or(|t| t > self.now));
+        let planned = match boomstream {
             Some(_) => self.entries(&change.new_grants),
             None => Vec::new(),
         };
-        let sending: Vec<String> = entries.iter().flat_map(|e| e.videos.clone()).collect();
-        let new_access_code =
-            (!sending.is_empty() && state.access_code.is_none()).then(boomstream::new_access_code);
+        let sending: Vec<String> = planned.iter().flat_map(|e| e.videos.clone()).collect();
+        let new_access_code = if !sending.is_empty() && state.access_code.is_none() {
+            match boomstream::try_new_access_code() {
+                Ok(code) => Some(code),
+                Err(e) => {
+                    (self.log)(&format!("progress check of user {user_id}: {e}"));
+                    return CheckOutcome::Unavailable;
+                }
+            }
+        } else {
+            None
+        };
         let write = CheckWrite {
             user_id,
             stepik_user_id: stepik_id,
@@ -428,12 +458,21 @@ impl<S: Store> super::App<'_, S> {
             Ok(r) => r,
             Err(e) => return CheckOutcome::Store(e),
         };
-        let unconfirmed = match (boomstream, &state.email) {
+        // Only what this check wrote is pushed (a relinked account, a video D1 does not
+        // know yet, or a grant another check or the sync wrote first, is not).
+        let entries: Vec<Entry> = planned
+            .into_iter()
+            .filter_map(|mut e| {
+                e.videos.retain(|v| recorded.granted.contains(v));
+                (!e.videos.is_empty()).then_some(e)
+            })
+            .collect();
+        let confirmed = match (boomstream, &state.email) {
             (Some(api), Some(email)) if !entries.is_empty() => {
                 self.push(api, user_id, email, &state.name, &recorded, entries)
                     .await
             }
-            _ => 0,
+            _ => Vec::new(),
         };
         if trigger == Trigger::Background && !recorded.granted.is_empty() {
             (self.log)(&format!(
@@ -448,9 +487,11 @@ impl<S: Store> super::App<'_, S> {
                 .iter()
                 .any(|v| &v.id == id && v.unlock.always)
         };
+        let opened: Vec<&String> = recorded.granted.iter().filter(|id| !always(id)).collect();
         CheckOutcome::Checked {
-            opened: recorded.granted.iter().filter(|id| !always(id)).count(),
-            unconfirmed,
+            opened: opened.len(),
+            // Not pre-authorised yet (refused, not answered, or left for the sync).
+            unconfirmed: opened.iter().filter(|v| !confirmed.contains(v)).count(),
         }
     }
 
@@ -504,7 +545,7 @@ impl<S: Store> super::App<'_, S> {
     }
 
     /// Adds the student as a buyer for each entry and records what Boomstream said.
-    /// Returns how many entries Boomstream did not confirm.
+    /// Returns the videos Boomstream confirmed.
     async fn push(
         &self,
         api: &boomstream::Api,
@@ -513,9 +554,9 @@ impl<S: Store> super::App<'_, S> {
         name: &str,
         recorded: &CheckRecorded,
         entries: Vec<Entry>,
-    ) -> usize {
+    ) -> Vec<String> {
         let Some(code) = recorded.access_code.as_deref() else {
-            return entries.len();
+            return Vec::new();
         };
         let access_expire = self.pages.site().config.course.access_expire();
         let mut outcomes = Vec::with_capacity(entries.len());
@@ -525,6 +566,7 @@ impl<S: Store> super::App<'_, S> {
                 videos: entry.videos,
                 access_code: code.to_owned(),
                 sent: false,
+                answered: false,
                 error: None,
                 access_expires: None,
                 recovery: None,
@@ -551,6 +593,7 @@ impl<S: Store> super::App<'_, S> {
             };
             match answer {
                 Ok(answer) => {
+                    outcome.answered = true;
                     outcome.access_expires = answer.access_expires.clone();
                     outcome.recovery = answer.recovery;
                     if !answer.confirms(code) {
@@ -570,14 +613,18 @@ impl<S: Store> super::App<'_, S> {
             }
             outcomes.push(outcome);
         }
-        let unconfirmed = outcomes.iter().filter(|o| o.error.is_some()).count();
+        let confirmed: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.sent && o.error.is_none())
+            .flat_map(|o| o.videos.clone())
+            .collect();
         if let Err(e) = self.store.record_push(user_id, self.now, &outcomes).await {
             // The grants are in D1, unconfirmed: the sync pushes them again.
             (self.log)(&format!(
                 "progress check of user {user_id}: recording Boomstream's answers failed: {e}"
             ));
         }
-        unconfirmed
+        confirmed
     }
 }
 

@@ -291,6 +291,30 @@ impl CheckStart {
 /// The length of the site-wide budget's window.
 pub const BUDGET_WINDOW_SECS: i64 = 60;
 
+/// A press waits this long after any check started (one /me started in the background,
+/// say), so that the two do not ask Stepik and push to Boomstream side by side.
+pub const IN_FLIGHT_SECS: i64 = 15;
+
+/// Why a check that was not reserved was refused, from the student's last check and
+/// press and the budget's window: its cooldown, if that is still running, else the
+/// site's budget.
+pub fn refusal(c: &CheckStart, checked_at: i64, pressed_at: i64, window_start: i64) -> Reservation {
+    let until = if c.pressed {
+        (pressed_at + c.cooldown_secs).max(checked_at + IN_FLIGHT_SECS)
+    } else {
+        checked_at + c.cooldown_secs
+    };
+    if until > c.now {
+        Reservation::Cooldown {
+            retry_after: until - c.now,
+        }
+    } else {
+        Reservation::Budget {
+            retry_after: (window_start + BUDGET_WINDOW_SECS - c.now).max(1),
+        }
+    }
+}
+
 /// Whether a check may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
@@ -368,6 +392,9 @@ pub struct PushOutcome {
     /// Whether the request went out (`false`: it was not sent after all, and what was
     /// recorded as sending is undone).
     pub sent: bool,
+    /// Whether Boomstream answered (its `AccessExpirationDate` and `Recovery` are then
+    /// what it said; otherwise what was stored stays).
+    pub answered: bool,
     /// Why Boomstream has not confirmed it; `None` when it did.
     pub error: Option<String>,
     /// `AccessExpirationDate` as Boomstream answered it.
@@ -448,9 +475,9 @@ pub trait Store {
     /// of `uncount` (the client address; or every key, for an attempt refused unverified).
     async fn release_login(&self, forget: &[String], uncount: &[String]) -> Result<(), StoreError>;
     /// Starts a progress check in one batch: reserves it (the student enabled and linked
-    /// to Stepik, past their cooldown, within the site's budget for this minute, in that
-    /// order; a check refused by the budget does not start the cooldown) and reads the
-    /// student's state and the sealed Stepik token.
+    /// to Stepik, past their cooldown — see [`refusal`] — and within the site's budget
+    /// for this minute; a refused check changes neither the student's times nor the
+    /// budget) and reads the student's state and the sealed Stepik token.
     async fn begin_check(&self, start: &CheckStart) -> Result<CheckState, StoreError>;
     /// Leaves a sealed Stepik token for other isolates (a check that got one but wrote
     /// nothing else), valid until `expires_at`.

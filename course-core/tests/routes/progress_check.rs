@@ -324,7 +324,8 @@ fn without_boomstream_the_grant_waits_for_the_sync_to_push_it() {
     site.store.link_stepik(ANNA_ID, STEPIK_ANNA);
     let cookie = site.signed_in();
     site.outside.learner(STEPIK_ANNA, &[90012, 90022, 90032]);
-    assert_eq!(flash(&press(&site, &cookie)), "ok.1.0");
+    // Opened, and not pre-authorised until the sync pushes it: said so.
+    assert_eq!(flash(&press(&site, &cookie)), "ok.1.1");
     assert_eq!(site.outside.calls_to("/ppv/"), 0);
     assert!(!site.store.called("record_push"));
 }
@@ -346,19 +347,27 @@ fn a_stale_me_checks_in_the_background_and_a_fresh_one_does_not() {
     );
     // A check the student did not ask for does not hold up the button.
     site.outside.learner(STEPIK_ANNA, &[90012, 90022, 90032]);
+    // (Only not in the same moment: a press waits IN_FLIGHT_SECS after any check.)
     site.now.set(NOW + 1);
+    let resp = press(&site, &cookie);
+    assert_page(
+        &resp,
+        429,
+        "Прогресс только что проверялся. Попробуйте снова через 14 с.",
+    );
+    site.now.set(NOW + 15);
     assert_eq!(flash(&press(&site, &cookie)), "ok.0.0");
     // Just checked: fresh, nothing deferred; the next visit shows the new video.
     let body = site.me_html(&cookie);
     assert!(site.deferred.borrow().is_empty());
     assert!(body.contains("Практика"));
     // Ten minutes after the last check it is stale again (PROGRESS_REFRESH_SECS, 600).
-    site.now.set(NOW + 601);
+    site.now.set(NOW + 615);
     site.me_html(&cookie);
     assert_eq!(*site.deferred.borrow(), [ANNA_ID]);
     // A sync that finished a moment ago makes it fresh too.
     site.deferred.borrow_mut().clear();
-    site.store.last_sync.set(Some(NOW + 591));
+    site.store.last_sync.set(Some(NOW + 605));
     site.me_html(&cookie);
     assert!(site.deferred.borrow().is_empty());
     // A HEAD request never starts one.
@@ -412,4 +421,40 @@ fn a_disabled_student_cannot_check() {
     let resp = press(&site, &cookie);
     assert_eq!(resp.status, 303);
     assert!(site.outside.calls.borrow().is_empty());
+}
+
+#[test]
+fn only_grants_the_check_wrote_are_pushed() {
+    // «practice» is earned but not in D1 yet (no sync since it was configured): no grant
+    // is written, so no buyer goes to Boomstream for it.
+    let (mut site, cookie) = checking_site(&[]);
+    site.store.videos.retain(|v| v.id != "practice");
+    site.outside.learner(STEPIK_ANNA, &[90012, 90022, 90032]);
+    assert_eq!(flash(&press(&site, &cookie)), "ok.0.0");
+    assert_eq!(site.outside.calls_to("/ppv/addbuyer"), 0);
+    assert!(!site.store.called("record_push"));
+}
+
+#[test]
+fn a_cached_token_stepik_answers_403_for_is_replaced_once() {
+    let (site, cookie) = checking_site(&[]);
+    site.outside.learner(STEPIK_ANNA, &[90012]);
+    press(&site, &cookie);
+    site.outside
+        .stepik_faults
+        .borrow_mut()
+        .push(Fault::Status(403));
+    site.now.set(NOW + 61);
+    assert_eq!(flash(&press(&site, &cookie)), "ok.0.0");
+    assert_eq!(site.outside.tokens_issued.get(), 2);
+    // A new token that is refused too is reported, and not kept.
+    let sealed = site.store.sealed_token.borrow().clone();
+    site.outside
+        .stepik_faults
+        .borrow_mut()
+        .extend([Fault::Status(403), Fault::Status(403)]);
+    site.now.set(NOW + 122);
+    assert_eq!(flash(&press(&site, &cookie)), "stepik");
+    assert_eq!(site.outside.tokens_issued.get(), 3);
+    assert_eq!(*site.store.sealed_token.borrow(), sealed);
 }

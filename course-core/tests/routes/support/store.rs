@@ -3,10 +3,10 @@
 use std::cell::{Cell, RefCell};
 
 use course_core::app::{
-    BUDGET_WINDOW_SECS, CheckRecorded, CheckStart, CheckState, CheckWrite, FailureWindow,
-    LinkIntent, LinkOutcome, LoginAttempt, LoginUser, NewSession, ProgressInfo, PushOutcome,
-    Reservation, SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount,
-    TelegramUse, VideoAccess,
+    CheckRecorded, CheckStart, CheckState, CheckWrite, FailureWindow, LinkIntent, LinkOutcome,
+    LoginAttempt, LoginUser, NewSession, ProgressInfo, PushOutcome, Reservation, SessionLoad,
+    SessionWant, Store, StoreError, StoredSession, TelegramAccount, TelegramUse, VideoAccess,
+    refusal,
 };
 use course_core::progress::{ProgressRow, Source};
 use course_core::session::AuthMethod;
@@ -591,51 +591,42 @@ impl Store for MemStore {
             let mut presses = self.presses.borrow_mut();
             let last = checks.iter().position(|(id, ..)| *id == c.user_id);
             let pressed = presses.iter().position(|(id, _)| *id == c.user_id);
-            let since = if c.pressed {
-                pressed.map(|i| presses[i].1)
-            } else {
-                last.map(|i| checks[i].1)
-            };
-            match since {
-                Some(at) if at > c.now - c.cooldown_secs => Reservation::Cooldown {
-                    retry_after: at + c.cooldown_secs - c.now,
-                },
+            let checked_at = last.map_or(0, |i| checks[i].1);
+            let pressed_at = pressed.map_or(0, |i| presses[i].1);
+            let mut budget = self.budget.borrow_mut();
+            let window = c.window_start();
+            match refusal(c, checked_at, pressed_at, window) {
+                cooldown @ Reservation::Cooldown { .. } => cooldown,
                 _ => {
-                    let mut budget = self.budget.borrow_mut();
-                    let window = c.window_start();
                     let counted = match &mut *budget {
                         Some((start, used, last)) if *start >= window => {
-                            if *used < c.per_minute {
+                            let room = *used < c.per_minute;
+                            if room {
                                 *used += 1;
                                 *last = c.check_id.clone();
-                                true
-                            } else {
-                                false
                             }
+                            room
                         }
                         _ => {
                             *budget = Some((window, 1, c.check_id.clone()));
                             true
                         }
                     };
-                    let at = if counted { c.now } else { 0 };
-                    match last {
-                        Some(i) => checks[i] = (c.user_id, at, c.check_id.clone()),
-                        None => checks.push((c.user_id, at, c.check_id.clone())),
-                    }
-                    if c.pressed {
-                        match pressed {
-                            Some(i) => presses[i].1 = at,
-                            None => presses.push((c.user_id, at)),
-                        }
-                    }
                     if counted {
+                        match last {
+                            Some(i) => checks[i] = (c.user_id, c.now, c.check_id.clone()),
+                            None => checks.push((c.user_id, c.now, c.check_id.clone())),
+                        }
+                        if c.pressed {
+                            match pressed {
+                                Some(i) => presses[i].1 = c.now,
+                                None => presses.push((c.user_id, c.now)),
+                            }
+                        }
                         Reservation::Granted
                     } else {
                         let start = budget.as_ref().map_or(c.now, |b| b.0);
-                        Reservation::Budget {
-                            retry_after: start + BUDGET_WINDOW_SECS - c.now,
-                        }
+                        refusal(c, checked_at, pressed_at, start)
                     }
                 }
             }
