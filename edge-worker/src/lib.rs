@@ -96,7 +96,13 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let mut resp = app.handle(&core_req).await;
     if let Some(user_id) = deferred.take() {
         // After the answer: the stale progress /me showed, checked for the next visit.
-        ctx.wait_until(background_check(env.clone(), user_id));
+        // It runs with this request's keys and settings, not read from the env again.
+        ctx.wait_until(background_check(
+            env.clone(),
+            keys.clone(),
+            settings.clone(),
+            user_id,
+        ));
     }
     // Read-your-writes wherever the next request is served: the session's bookmark (or,
     // when D1 failed, none: the next request starts afresh).
@@ -115,13 +121,13 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
 
 /// A progress check started by /me, run after its answer was sent. Its queries go to
 /// the primary (it writes), outside the request's D1 session.
-async fn background_check(env: Env, user_id: i64) {
+async fn background_check(
+    env: Env,
+    keys: std::result::Result<SessionKeys, KeyError>,
+    settings: std::result::Result<Settings, String>,
+    user_id: i64,
+) {
     let Ok(pages) = pages() else { return };
-    let keys = SessionKeys::from_secrets(
-        setting(&env, "SECRET_KEY").as_deref(),
-        setting(&env, "SECRET_KEY_PREVIOUS").as_deref(),
-    );
-    let settings = Settings::from_env(|name| setting(&env, name));
     let store = store::D1Store::new(env.d1("DB"), None);
     let log = |line: &str| console_error!("{line}");
     let app = App {
