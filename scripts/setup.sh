@@ -73,6 +73,23 @@ if [ "${SKIP_BROWSER:-}" != 1 ] && ! command -v "${CHROMIUM_PATH:-chromium}" >/d
   fi
 fi
 
+# The real SMTP server of the e-mail notification tests: aiosmtpd from PyPI, pinned, in
+# .tools/py (a venv). Only the tests use it; without python3 the rest still works.
+if [ -x "$ROOT/.tools/py/bin/python" ] && "$ROOT/.tools/py/bin/python" -c 'import aiosmtpd' 2>/dev/null \
+   && [ ! tests/smtp/requirements.txt -nt "$ROOT/.tools/py/.installed" ]; then
+  :
+elif command -v python3 >/dev/null; then
+  say "installing aiosmtpd (the e-mail tests' SMTP server) into .tools/py"
+  if python3 -m venv "$ROOT/.tools/py" \
+     && "$ROOT/.tools/py/bin/pip" install --quiet --disable-pip-version-check -r tests/smtp/requirements.txt; then
+    touch "$ROOT/.tools/py/.installed"
+  else
+    say "could not install aiosmtpd: the e-mail tests will fail (needs python3 with venv and pip)"
+  fi
+else
+  say "python3 not found: the e-mail tests need it (Debian: python3 python3-venv)"
+fi
+
 # Local settings and secrets (git-ignored). Each missing entry is added, none is changed.
 random_secret() { node -e 'console.log(require("crypto").randomBytes(32).toString("base64url"))'; }
 add_dev_var() {

@@ -79,6 +79,19 @@ pub struct MeView {
     pub telegram_link_open: bool,
     /// The progress check: its button, or why there is none.
     pub check: CheckView,
+    /// The messages about new videos.
+    pub notify: NotifyView,
+}
+
+/// The messages about new videos on /me.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NotifyView {
+    /// The student gets them (else they turned them off).
+    pub on: bool,
+    /// Where they go (when on).
+    pub channel: Option<String>,
+    /// What a channel refused (a blocked bot, a bounced address).
+    pub problems: Vec<String>,
 }
 
 /// The progress check on /me.
@@ -376,6 +389,11 @@ mod tests {
             telegram_id: Some(5_000_000_001),
             can_unlink_telegram: true,
             telegram_link_open: false,
+            notify: NotifyView {
+                on: true,
+                channel: Some("<b>В Telegram</b>".into()),
+                problems: vec!["<i>Почта не принята</i>".into()],
+            },
         }
     }
 

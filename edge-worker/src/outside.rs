@@ -22,7 +22,12 @@ const MAX_BODY: usize = 1 << 20;
 pub(crate) struct Fetcher;
 
 fn transport(transient: bool, message: String) -> TransportError {
-    TransportError { transient, message }
+    // fetch() does not say whether a failed call reached the server.
+    TransportError {
+        transient,
+        unsent: false,
+        message,
+    }
 }
 
 async fn send(call: &Call, signal: AbortSignal) -> Result<Reply, TransportError> {

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use course_core::app::check::TOKEN_CACHE_NAME;
 use course_core::app::{
     CheckRecorded, CheckStart, CheckState, CheckWrite, FailureWindow, LinkIntent, LinkKind,
-    LinkOutcome, LoginAttempt, LoginUser, NewSession, ProgressInfo, PushOutcome, Reservation,
-    SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount, TelegramUse,
-    VideoAccess,
+    LinkOutcome, LoginAttempt, LoginUser, NewSession, NotifyState, ProgressInfo, PushOutcome,
+    Reservation, SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount,
+    TelegramUse, VideoAccess,
 };
 use course_core::progress::{self, ProgressRow, Source};
 use serde::Deserialize;
@@ -59,6 +59,10 @@ struct SessionRow {
     stepik_user_id: Option<i64>,
     last_check_at: Option<i64>,
     last_sync_at: Option<i64>,
+    email: Option<String>,
+    notify_off: i64,
+    telegram_blocked: i64,
+    email_bounced: i64,
 }
 
 #[derive(Deserialize)]
@@ -270,7 +274,10 @@ impl Store for D1Store {
              u.disabled_at IS NOT NULL AS user_disabled, u.telegram_id, \
              u.password_hash IS NOT NULL AS has_password, u.access_code, u.stepik_user_id, \
              (SELECT checked_at FROM progress_checks WHERE user_id = s.user_id) AS last_check_at, \
-             (SELECT max(finished_at) FROM sync_runs WHERE outcome = 'ok') AS last_sync_at \
+             (SELECT max(finished_at) FROM sync_runs WHERE outcome = 'ok') AS last_sync_at, \
+             u.email, u.notify_off_at IS NOT NULL AS notify_off, \
+             u.telegram_blocked_at IS NOT NULL AS telegram_blocked, \
+             u.email_bounced_at IS NOT NULL AS email_bounced \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
             &[row_key.into()],
         )?];
@@ -372,6 +379,12 @@ impl Store for D1Store {
             stepik_user_id: r.stepik_user_id,
             last_check_at: r.last_check_at,
             last_sync_at: r.last_sync_at,
+            notify: NotifyState {
+                off: r.notify_off != 0,
+                email: r.email,
+                telegram_blocked: r.telegram_blocked != 0,
+                email_bounced: r.email_bounced != 0,
+            },
         };
         Ok(Some(SessionLoad {
             session,
@@ -472,6 +485,16 @@ impl Store for D1Store {
             &[num(user_id)],
         )
         .await
+    }
+
+    async fn set_notify(&self, user_id: i64, off: bool, now: i64) -> Result<(), StoreError> {
+        // The first time it was turned off is kept.
+        let sql = if off {
+            "UPDATE users SET notify_off_at = COALESCE(notify_off_at, ?2) WHERE id = ?1"
+        } else {
+            "UPDATE users SET notify_off_at = NULL WHERE id = ?1 AND ?2 IS NOT NULL"
+        };
+        self.run(sql, &[num(user_id), num(now)]).await
     }
 
     async fn reserve_login(

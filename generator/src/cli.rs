@@ -46,6 +46,81 @@ pub(crate) enum Command {
     /// Sign students out.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Tell students which videos the sync opened for them (what `generator sync`
+    /// does after writing, unless `--no-notify`): one message each, by Telegram when
+    /// they have it and by e-mail otherwise or when Telegram fails. Sends what is
+    /// pending in D1's outbox, each message once.
+    Notify(NotifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NotifyArgs {
+    /// The site configuration (course title, base_url, language).
+    #[arg(long, default_value = "site/config.toml")]
+    pub(crate) config: PathBuf,
+    #[command(flatten)]
+    pub(crate) db: D1Args,
+    /// Print who would be told what, by which channel; send and change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print the closing summary as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) channels: ChannelArgs,
+    #[command(flatten)]
+    pub(crate) boomstream: BoomstreamArgs,
+}
+
+/// Where the messages about new videos go.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub(crate) struct ChannelArgs {
+    /// The bot that writes to students on Telegram (the Login Widget's bot).
+    #[arg(
+        long,
+        help_heading = "Notifications",
+        env = "TELEGRAM_BOT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) telegram_bot_token: Option<String>,
+    /// The Bot API's address, for tests (default: https://api.telegram.org).
+    #[arg(
+        long,
+        help_heading = "Notifications",
+        env = "TELEGRAM_API_URL",
+        value_name = "URL"
+    )]
+    pub(crate) telegram_api_url: Option<String>,
+    /// The SMTP server: smtps://user:password@host:465 or
+    /// smtp://user:password@host:587?tls=required (plain smtp:// only on this machine).
+    #[arg(
+        long,
+        help_heading = "Notifications",
+        env = "SMTP_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) smtp_url: Option<String>,
+    /// The e-mails' sender, e.g. `Course <course@example.com>`.
+    #[arg(
+        long,
+        help_heading = "Notifications",
+        env = "MAIL_FROM",
+        value_name = "ADDRESS"
+    )]
+    pub(crate) mail_from: Option<String>,
+    /// Messages pending longer than this many days are not sent (old news).
+    #[arg(
+        long,
+        help_heading = "Notifications",
+        env = "NOTIFY_MAX_AGE_DAYS",
+        default_value_t = 7,
+        value_parser = clap::value_parser!(u32).range(1..=365),
+        value_name = "DAYS"
+    )]
+    pub(crate) notify_max_age_days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -119,10 +194,16 @@ pub(crate) struct SyncArgs {
     /// does this once a week). Needs BOOMSTREAM_API_KEY.
     #[arg(long)]
     pub(crate) recheck_boomstream: bool,
+    /// Do not send the messages about the new videos now: they stay in D1's outbox
+    /// for `generator notify`.
+    #[arg(long)]
+    pub(crate) no_notify: bool,
     #[command(flatten)]
     pub(crate) stepik: StepikArgs,
     #[command(flatten)]
     pub(crate) boomstream: BoomstreamArgs,
+    #[command(flatten)]
+    pub(crate) channels: ChannelArgs,
 }
 
 /// The Stepik OAuth application and course of `generator sync` (none needed with

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod boomstream;
 pub mod build;
 pub mod demo;
+pub mod notify;
 pub mod secret_file;
 pub mod site_files;
 pub mod stepik;

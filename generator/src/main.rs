@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Users(command) => cmd::users(&command),
         Command::Grants(command) => cmd::grants(&command),
         Command::Sessions(command) => cmd::sessions(&command),
+        Command::Notify(args) => cmd::notify(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

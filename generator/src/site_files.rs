@@ -55,6 +55,26 @@ pub fn load_config(config_path: &Path) -> anyhow::Result<SiteConfig> {
     Ok(config)
 }
 
+/// The texts of one language, `i18n/<lang>.toml` in the site folder `dir`.
+fn read_messages(dir: &Path, lang: Lang) -> anyhow::Result<Messages> {
+    let path = dir.join("i18n").join(format!("{}.toml", lang.code()));
+    let value: toml::Value = toml::from_str(&read(&path)?)
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let json =
+        serde_json::to_value(value).with_context(|| format!("converting {}", path.display()))?;
+    Messages::new(json)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("in {}", path.display()))
+}
+
+/// The configuration and the texts of its language (what the notifications need).
+pub fn load_config_and_texts(config_path: &Path) -> anyhow::Result<(SiteConfig, Messages)> {
+    let config = load_config(config_path)?;
+    let dir = config_path.parent().unwrap_or(Path::new("."));
+    let texts = read_messages(dir, config.course.language)?;
+    Ok((config, texts))
+}
+
 /// Reads and checks the site whose configuration is `config_path`.
 pub fn load(config_path: &Path, structure: Option<&Path>) -> anyhow::Result<SiteFiles> {
     let dir = config_path.parent().unwrap_or(Path::new("."));
@@ -62,15 +82,7 @@ pub fn load(config_path: &Path, structure: Option<&Path>) -> anyhow::Result<Site
 
     let mut messages = BTreeMap::new();
     for lang in Lang::ALL {
-        let path = dir.join("i18n").join(format!("{}.toml", lang.code()));
-        let value: toml::Value = toml::from_str(&read(&path)?)
-            .with_context(|| format!("{} is not valid TOML", path.display()))?;
-        let json = serde_json::to_value(value)
-            .with_context(|| format!("converting {}", path.display()))?;
-        let m = Messages::new(json)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("in {}", path.display()))?;
-        messages.insert(lang, m);
+        messages.insert(lang, read_messages(dir, lang)?);
     }
 
     let mut assets = Vec::new();

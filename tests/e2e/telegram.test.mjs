@@ -226,3 +226,43 @@ describe('local development page', () => {
     assert.ok(sessionCookie(signedIn));
   });
 });
+
+describe('Messages about new videos on /me', () => {
+  test('where they go, what a channel refused, and the switch, stored in D1', async () => {
+    const res = await callback({ id: 5000000001, first_name: 'А', auth_date: now() });
+    const cookie = sessionCookie(res);
+    assert.ok(cookie);
+    let html = await (await w.fetch('/me', withCookie(cookie))).text();
+    assert.match(html, /мы напишем вам в Telegram\./);
+    assert.match(html, /action="\/me\/notifications\/off"/);
+
+    const off = await w.fetch('/me/notifications/off', { method: 'POST', ...withCookie(cookie) });
+    assert.equal(off.status, 303);
+    assert.equal(off.headers.get('location'), '/me#notify');
+    const [row] = w.d1('SELECT notify_off_at IS NOT NULL AS off FROM users WHERE id = 1');
+    assert.equal(row.off, 1);
+    html = await (await w.fetch('/me', withCookie(cookie))).text();
+    assert.match(html, /Сообщения о новых видео выключены\./);
+    assert.match(html, /action="\/me\/notifications\/on"/);
+
+    const on = await w.fetch('/me/notifications/on', { method: 'POST', ...withCookie(cookie) });
+    assert.equal(on.status, 303);
+    assert.equal(w.d1('SELECT notify_off_at FROM users WHERE id = 1')[0].notify_off_at, null);
+
+    // What `generator notify` recorded: the bot blocked, and no e-mail to fall back to.
+    w.d1('UPDATE users SET telegram_blocked_at = unixepoch() WHERE id = 1');
+    html = await (await w.fetch('/me', withCookie(cookie))).text();
+    assert.match(html, /Telegram не принимает сообщения нашего бота/);
+    assert.match(html, /мы напишем вам на tg@example\.com\./);
+    w.d1('UPDATE users SET telegram_blocked_at = NULL WHERE id = 1');
+
+    // From another site: refused, nothing stored.
+    const evil = await w.fetch('/me/notifications/off', {
+      method: 'POST',
+      headers: { cookie: `session=${cookie}`, origin: 'https://evil.example' },
+    });
+    assert.equal(evil.status, 403);
+    assert.equal(w.d1('SELECT notify_off_at FROM users WHERE id = 1')[0].notify_off_at, null);
+    assert.equal((await w.fetch('/me/notifications/off', withCookie(cookie))).status, 405);
+  });
+});

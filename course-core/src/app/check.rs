@@ -43,6 +43,7 @@ impl Outside for NoOutside {
         Box::pin(async {
             Err(TransportError {
                 transient: false,
+                unsent: true,
                 message: "no outside calls are made here".into(),
             })
         })

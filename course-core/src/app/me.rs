@@ -2,7 +2,7 @@
 
 use super::{BOOMSTREAM_PLAYER, Handler, ProgressInfo, SessionWant, Store, VideoAccess};
 use crate::http::{self, Request, Response};
-use crate::pages::{CheckView, ErrorView, MeView, ProgressView, VideoItem, VideoView};
+use crate::pages::{CheckView, ErrorView, MeView, NotifyView, ProgressView, VideoItem, VideoView};
 
 impl<S: Store> Handler<'_, '_, S> {
     pub(super) async fn me(&self, req: &Request) -> Response {
@@ -63,12 +63,58 @@ impl<S: Store> Handler<'_, '_, S> {
             can_unlink_telegram: current.row.has_password,
             telegram_link_open: current.row.intends(super::LinkKind::Telegram, self.now),
             check: self.check_view(req, &current.row, progress.as_ref()),
+            notify: self.notify_view(&current.row),
         };
         let mut resp = self.page(200, self.pages.me(&self.page, &view));
         if super::check::flash_of(req).is_some() {
             resp = resp.with_header("set-cookie", super::check::flash_cookie(req, "", 0));
         }
         super::with_renewal(resp, &current)
+    }
+
+    /// `POST /me/notifications/off` and `…/on`: the student's choice, stored; back to /me.
+    pub(super) async fn set_notify(&self, req: &Request, off: bool) -> Response {
+        let current = match self
+            .require_session(req, "/me", SessionWant::default())
+            .await
+        {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        };
+        let resp = match self
+            .store
+            .set_notify(current.claims.user_id, off, self.now)
+            .await
+        {
+            Ok(()) => Response::see_other("/me#notify"),
+            Err(e) => self.unavailable(&e),
+        };
+        super::with_renewal(resp, &current)
+    }
+
+    /// The messages about new videos on /me: where they go, what went wrong, the switch.
+    fn notify_view(&self, row: &super::StoredSession) -> NotifyView {
+        let t = self.pages.site().messages(self.page.lang);
+        let n = &row.notify;
+        let email = n.email.as_deref().filter(|_| !n.email_bounced);
+        let telegram = row.telegram_id.filter(|_| !n.telegram_blocked);
+        let mut problems = Vec::new();
+        if row.telegram_id.is_some() && n.telegram_blocked {
+            problems.push(t.text("me.notify_telegram_blocked"));
+        }
+        if let (Some(address), true) = (n.email.as_deref(), n.email_bounced) {
+            problems.push(t.fill("me.notify_email_bounced", &[("email", address)]));
+        }
+        let channel = match (telegram, email) {
+            (Some(_), _) => t.text("me.notify_telegram"),
+            (None, Some(address)) => t.fill("me.notify_email", &[("email", address)]),
+            (None, None) => t.text("me.notify_nowhere"),
+        };
+        NotifyView {
+            on: !n.off,
+            channel: (!n.off).then_some(channel),
+            problems,
+        }
     }
 
     /// The progress check on /me: the button (and what the last check came to), or why

@@ -209,6 +209,8 @@ impl<S: Store> Handler<'_, '_, S> {
             ("/me/telegram/link", Post) => self.link_telegram(req).await,
             ("/me/telegram/unlink", Post) => self.unlink_telegram(req).await,
             ("/me/refresh", Post) => self.refresh(req).await,
+            ("/me/notifications/off", Post) => self.set_notify(req, true).await,
+            ("/me/notifications/on", Post) => self.set_notify(req, false).await,
             ("/logout", Get | Head) => self.page(200, self.pages.logout(&self.page)),
             ("/logout", Post) => self.logout(req).await,
             ("/dev/telegram", Get | Head) => self.dev_telegram(req),
@@ -219,7 +221,12 @@ impl<S: Store> Handler<'_, '_, S> {
                 .error_page(405, "method")
                 .with_header("allow", "GET, HEAD"),
             (
-                "/me/telegram/start" | "/me/telegram/link" | "/me/telegram/unlink" | "/me/refresh",
+                "/me/telegram/start"
+                | "/me/telegram/link"
+                | "/me/telegram/unlink"
+                | "/me/refresh"
+                | "/me/notifications/off"
+                | "/me/notifications/on",
                 _,
             ) => self.error_page(405, "method").with_header("allow", "POST"),
             _ => self.not_found(),

@@ -57,6 +57,22 @@ pub struct StoredSession {
     pub last_check_at: Option<i64>,
     /// When the last scheduled sync finished well (it read every learner's progress).
     pub last_sync_at: Option<i64>,
+    /// How the owner hears of new videos.
+    pub notify: NotifyState,
+}
+
+/// How a student hears of the videos a sync opens (`users.notify_off_at` and what the
+/// channels answered `generator notify`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyState {
+    /// The student turned the messages off on /me.
+    pub off: bool,
+    /// Their e-mail address, if any.
+    pub email: Option<String>,
+    /// Telegram refused to deliver the bot's messages (403: blocked, never allowed).
+    pub telegram_blocked: bool,
+    /// The mail server refused their address for good.
+    pub email_bounced: bool,
 }
 
 /// A link to another sign-in method, started by the student on /me (`sessions.link_intent`).
@@ -458,6 +474,8 @@ pub trait Store {
     ) -> Result<LinkOutcome, StoreError>;
     /// Removes the Telegram id from an account.
     async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError>;
+    /// Turns the messages about new videos off (`off`, from `now`) or on again.
+    async fn set_notify(&self, user_id: i64, off: bool, now: i64) -> Result<(), StoreError>;
     /// Starts a password attempt in one round trip: counts it under each throttle key
     /// atomically (in the current window, or a new one starting `now` when the old one
     /// is older than `window_secs`) and returns the counts together with the account of

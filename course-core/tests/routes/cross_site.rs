@@ -6,10 +6,14 @@ use crate::support::*;
 
 /// The state-changing forms as a browser signed in as Anna sends them over `via`,
 /// each with where it redirects when accepted.
-fn state_changing_posts(via: Via, cookie: &str) -> [(Request, &'static str); 3] {
+fn state_changing_posts(via: Via, cookie: &str) -> [(Request, &'static str); 4] {
     [
         (via(login_request(ANNA, PASSWORD)), "/me"),
         (with_cookie(via(post(UNLINK, &[])), cookie), "/me"),
+        (
+            with_cookie(via(post("/me/notifications/off", &[])), cookie),
+            "/me#notify",
+        ),
         (with_cookie(via(post("/logout", &[])), cookie), "/login"),
     ]
 }
@@ -63,6 +67,13 @@ fn state_changing_posts_are_accepted_only_from_the_site_itself() {
         // Accepted: the new login's session is left, the old one logged out, Telegram
         // unlinked. Refused: the database was not even asked.
         assert_eq!(site.store.rows().len(), 1);
+        let off = site
+            .store
+            .notify
+            .borrow()
+            .iter()
+            .any(|(id, n)| *id == ANNA_ID && n.off);
+        assert_eq!(off, accepted, "{headers:?}");
         if accepted {
             assert_eq!(site.store.telegram_id(ANNA_ID), None);
         } else {

@@ -16,6 +16,7 @@ mod login;
 mod logout;
 mod me;
 mod methods_and_paths;
+mod notifications;
 mod progress_check;
 mod round_trips;
 mod security_headers;

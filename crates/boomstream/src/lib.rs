@@ -1158,6 +1158,7 @@ mod tests {
         assert!(matches!(op.read(reply(503, "")), Next::Retry(_)));
         let offline = Err(TransportError {
             transient: true,
+            unsent: true,
             message: "refused".into(),
         });
         assert!(matches!(op.read(offline), Next::Retry(_)));

@@ -100,6 +100,7 @@ impl HttpClient {
                         }
                         return Err(TransportError {
                             transient: false,
+                            unsent: false,
                             message: format!("the answer is larger than {} bytes", self.max_body),
                         });
                     }
@@ -133,7 +134,11 @@ fn transport_error(e: reqwest::Error) -> TransportError {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    TransportError { transient, message }
+    TransportError {
+        transient,
+        unsent: e.is_connect() || e.is_builder(),
+        message,
+    }
 }
 
 /// Requests sent (attempts, retries included) and retries made.

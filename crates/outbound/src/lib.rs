@@ -126,6 +126,11 @@ pub struct TransportError {
     /// connection, a DNS failure, a garbled answer), as opposed to a mistake of ours
     /// (a malformed URL, say).
     pub transient: bool,
+    /// Whether the request certainly never reached the server (no connection could be
+    /// made: refused, unreachable, a DNS or TLS-handshake failure), as opposed to a call
+    /// that may have been received and acted on (a timeout, a reset mid-answer). A
+    /// call that must not be repeated once received is retried only when this is set.
+    pub unsent: bool,
     /// What happened.
     pub message: String,
 }

@@ -6,6 +6,7 @@
 mod build;
 mod grants;
 mod hash_password;
+mod notify;
 mod password;
 mod sessions;
 mod sync;
@@ -15,6 +16,7 @@ mod users;
 pub(crate) use build::build;
 pub(crate) use grants::grants;
 pub(crate) use hash_password::hash_password;
+pub(crate) use notify::notify;
 pub(crate) use sessions::sessions;
 pub(crate) use sync::sync;
 pub(crate) use users::users;

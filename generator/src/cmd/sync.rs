@@ -97,15 +97,45 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<()> {
         recheck_boomstream: args.recheck_boomstream,
     };
     let summary = sync::run(&opts, db.as_mut())?;
+    // The new grants' messages were written to the outbox with them; sent now unless
+    // asked not to (a dry run shows who would be told).
+    let notified = if args.no_notify || args.demo {
+        None
+    } else {
+        Some(super::notify::send(
+            &args.config,
+            &args.channels,
+            opts.boomstream.is_some(),
+            args.dry_run,
+            db.as_mut(),
+        ))
+    };
     if args.json {
+        let mut value = serde_json::to_value(&summary).context("encoding the summary")?;
+        if let (Some(Ok(n)), Some(map)) = (&notified, value.as_object_mut()) {
+            map.insert(
+                "notifications".into(),
+                serde_json::to_value(n).context("encoding the summary")?,
+            );
+        }
         println!(
             "{}",
-            serde_json::to_string_pretty(&summary).context("encoding the summary")?
+            serde_json::to_string_pretty(&value).context("encoding the summary")?
         );
     } else {
         print_summary(&summary);
+        if let Some(Ok(n)) = &notified {
+            super::notify::print_summary(n);
+        }
     }
-    Ok(())
+    // The grants are written whatever became of the messages: a failure to send is
+    // reported (and the command fails), and the outbox keeps them for the next run.
+    match notified {
+        Some(Err(e)) => Err(e.context(
+            "the sync's grants are written; their messages wait in D1 for `generator notify`",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The Stepik client's settings: the OAuth application, and the address when given.

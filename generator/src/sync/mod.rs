@@ -167,10 +167,10 @@ pub fn run(opts: &SyncOptions, db: &mut dyn D1) -> anyhow::Result<Summary> {
     let result = scan_and_write(
         opts,
         db,
-        &client,
-        spinner.as_ref(),
+        (&client, spinner.as_ref()),
         &rules,
         &state,
+        run_id,
         &mut summary,
     )
     .map_err(|e| {
@@ -234,10 +234,10 @@ fn scan_spinner(opts: &SyncOptions) -> Option<indicatif::ProgressBar> {
 fn scan_and_write(
     opts: &SyncOptions,
     db: &mut dyn D1,
-    client: &StepikClient,
-    spinner: Option<&indicatif::ProgressBar>,
+    (client, spinner): (&StepikClient, Option<&indicatif::ProgressBar>),
     rules: &plan::Rules<'_>,
     state: &plan::DbState,
+    run_id: Option<i64>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let mut planner = plan::Planner::new(state, rules, opts.revoke);
@@ -368,10 +368,11 @@ fn scan_and_write(
         }
         return Ok(());
     }
+    let run_id = run_id.context("a sync that writes is recorded in sync_runs first")?;
     // Written a slice at a time: a first run over a large course never holds all its
     // statements at once.
     summary.statements = plan::statement_count(&plan) as u64;
-    let mut statements = plan::statement_iter(&plan, now()).peekable();
+    let mut statements = plan::statement_iter(&plan, now(), run_id).peekable();
     while statements.peek().is_some() {
         let slice: Vec<d1::Statement> = statements
             .by_ref()

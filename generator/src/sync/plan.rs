@@ -171,13 +171,15 @@ fn rows_per_statement(params_per_row: usize) -> usize {
 /// The plan as D1 statements, in the order they must run: videos first (grants
 /// reference them), then grants, revocations and progress. Every statement is
 /// idempotent, so a batch that is retried or half-applied does no harm.
-pub fn statements(plan: &Plan, now: i64) -> Vec<Statement> {
-    statement_iter(plan, now).collect()
+pub fn statements(plan: &Plan, now: i64, run_id: i64) -> Vec<Statement> {
+    statement_iter(plan, now, run_id).collect()
 }
 
 /// [`statements`], made one at a time, so a large first run can be written batch by
-/// batch without holding every statement in memory at once.
-pub fn statement_iter(plan: &Plan, now: i64) -> impl Iterator<Item = Statement> + '_ {
+/// batch without holding every statement in memory at once. New grants carry `run_id`
+/// (`grants.sync_run_id`), which makes the trigger of migration 0008 write the message
+/// about each one into the outbox in the same statement.
+pub fn statement_iter(plan: &Plan, now: i64, run_id: i64) -> impl Iterator<Item = Statement> + '_ {
     let videos = plan.video_upserts.iter().map(|(id, v)| Statement {
         sql: "INSERT INTO videos (id, title, position, media_code) VALUES (?1, ?2, ?3, ?4) \
               ON CONFLICT (id) DO UPDATE SET title = excluded.title, position = excluded.position, \
@@ -192,15 +194,20 @@ pub fn statement_iter(plan: &Plan, now: i64) -> impl Iterator<Item = Statement> 
     });
     let grants = plan
         .new_grants
-        .chunks(rows_per_statement(3))
+        .chunks(rows_per_statement(4))
         .map(move |chunk| {
             multi_row(
-                "INSERT INTO grants (user_id, video_id, source, granted_at) VALUES",
-                "(?, ?, 'stepik', ?)",
+                "INSERT INTO grants (user_id, video_id, source, granted_at, sync_run_id) VALUES",
+                "(?, ?, 'stepik', ?, ?)",
                 "ON CONFLICT (user_id, video_id) DO NOTHING",
-                chunk
-                    .iter()
-                    .map(|(user, _, video)| vec![(*user).into(), video.clone().into(), now.into()]),
+                chunk.iter().map(|(user, _, video)| {
+                    vec![
+                        (*user).into(),
+                        video.clone().into(),
+                        now.into(),
+                        run_id.into(),
+                    ]
+                }),
             )
         });
     // Each chunk of revocations records the Boomstream removals it causes first, so
@@ -263,7 +270,7 @@ pub fn statement_iter(plan: &Plan, now: i64) -> impl Iterator<Item = Statement> 
 /// The number of statements [`statement_iter`] makes.
 pub fn statement_count(plan: &Plan) -> usize {
     plan.video_upserts.len()
-        + plan.new_grants.len().div_ceil(rows_per_statement(3))
+        + plan.new_grants.len().div_ceil(rows_per_statement(4))
         + 2 * plan.revocations.len().div_ceil(rows_per_statement(2))
         + plan.progress_upserts.len().div_ceil(rows_per_statement(8))
 }

@@ -9,6 +9,7 @@ mod admin;
 mod boomstream;
 mod build;
 mod d1;
+mod notify;
 mod stepik;
 mod support;
 mod sync;

@@ -68,6 +68,7 @@ fn fault_reply(fault: Fault) -> Result<Reply, TransportError> {
         Fault::Status(status) => reply(status, "<html><body>error</body></html>"),
         Fault::Timeout => Err(TransportError {
             transient: true,
+            unsent: false,
             message: "no answer within 5 s".into(),
         }),
         Fault::Malformed => reply(200, r#"{"meta": {"page": 1, "has_next": fa"#),

@@ -4,9 +4,9 @@ use std::cell::{Cell, RefCell};
 
 use course_core::app::{
     CheckRecorded, CheckStart, CheckState, CheckWrite, FailureWindow, LinkIntent, LinkOutcome,
-    LoginAttempt, LoginUser, NewSession, ProgressInfo, PushOutcome, Reservation, SessionLoad,
-    SessionWant, Store, StoreError, StoredSession, TelegramAccount, TelegramUse, VideoAccess,
-    refusal,
+    LoginAttempt, LoginUser, NewSession, NotifyState, ProgressInfo, PushOutcome, Reservation,
+    SessionLoad, SessionWant, Store, StoreError, StoredSession, TelegramAccount, TelegramUse,
+    VideoAccess, refusal,
 };
 use course_core::progress::{ProgressRow, Source};
 use course_core::session::AuthMethod;
@@ -73,6 +73,9 @@ pub(crate) struct MemStore {
     pub(crate) pushes: RefCell<Vec<PushOutcome>>,
     /// When the last sync finished well.
     pub(crate) last_sync: Cell<Option<i64>>,
+    /// What `users.notify_off_at`, `telegram_blocked_at` and `email_bounced_at` say, by
+    /// user (the e-mail comes from the user's row).
+    pub(crate) notify: RefCell<Vec<(i64, NotifyState)>>,
     /// Every operation fails (the database is down).
     pub(crate) fail_all: Cell<bool>,
     /// Only these operations fail.
@@ -217,6 +220,16 @@ impl MemStore {
                     .find(|(id, ..)| *id == user.id)
                     .map(|(_, at, _)| *at),
                 last_sync_at: self.last_sync.get(),
+                notify: NotifyState {
+                    email: (!user.email.is_empty()).then(|| user.email.to_owned()),
+                    ..self
+                        .notify
+                        .borrow()
+                        .iter()
+                        .find(|(id, _)| *id == user.id)
+                        .map(|(_, n)| n.clone())
+                        .unwrap_or_default()
+                },
             })
         })
     }
@@ -506,6 +519,23 @@ impl Store for MemStore {
         } else {
             LinkOutcome::TakenByOther
         })
+    }
+
+    async fn set_notify(&self, user_id: i64, off: bool, _now: i64) -> Result<(), StoreError> {
+        yield_once().await;
+        self.op("set_notify")?;
+        let mut states = self.notify.borrow_mut();
+        match states.iter_mut().find(|(id, _)| *id == user_id) {
+            Some((_, state)) => state.off = off,
+            None => states.push((
+                user_id,
+                NotifyState {
+                    off,
+                    ..NotifyState::default()
+                },
+            )),
+        }
+        Ok(())
     }
 
     async fn unlink_telegram(&self, user_id: i64) -> Result<(), StoreError> {

@@ -328,7 +328,7 @@ fn revocations_need_revoke_and_a_complete_scan() {
     // The rest of an incomplete scan's plan stands: grants are only ever added.
     assert_eq!(incomplete.new_grants, without_revoke.new_grants);
     assert!(
-        statements(&incomplete, 1)
+        statements(&incomplete, 1, 7)
             .iter()
             .all(|s| !s.sql.contains("DELETE"))
     );
@@ -355,7 +355,7 @@ fn a_second_plan_over_the_written_state_changes_nothing() {
     assert!(second.revocations.is_empty(), "{:?}", second.revocations);
     assert!(second.progress_upserts.is_empty());
     assert!(second.video_upserts.is_empty());
-    assert!(statements(&second, 2).is_empty());
+    assert!(statements(&second, 2, 7).is_empty());
     // Alice's four and Bob's intro and basics; Bob's manual "practice" is kept but
     // not earned, so not counted.
     assert_eq!(second.unchanged_grants, 6);
@@ -397,7 +397,7 @@ fn videos_are_upserted_when_changed_and_orphans_reported_not_deleted() {
         ]
     );
     assert_eq!(plan.orphan_videos, ["aa-old", "zz-old"]);
-    let sql: Vec<String> = statements(&plan, 1).into_iter().map(|s| s.sql).collect();
+    let sql: Vec<String> = statements(&plan, 1, 7).into_iter().map(|s| s.sql).collect();
     assert_eq!(sql.len(), 3);
     assert!(
         sql.iter()
@@ -417,7 +417,7 @@ fn linked_accounts_missing_from_the_scan_are_listed() {
 #[test]
 fn statements_run_videos_then_grants_revocations_and_progress() {
     let plan = plan(&bob_with_stale_grants(), true);
-    let heads: Vec<&str> = statements(&plan, 1)
+    let heads: Vec<&str> = statements(&plan, 1, 7)
         .iter()
         .map(
             |s| match s.sql.split_whitespace().take(3).collect::<Vec<_>>()[..] {
@@ -445,11 +445,11 @@ fn multi_row_statements_number_their_placeholders_in_order() {
         revocations: grants(&[(2, BOB, "final"), (3, 100009, "intro")]),
         ..Plan::default()
     };
-    let out = statements(&plan, 1_700_000_000);
+    let out = statements(&plan, 1_700_000_000, 7);
     assert_eq!(
         out[0].sql,
-        "INSERT INTO grants (user_id, video_id, source, granted_at) VALUES \
-         (?1, ?2, 'stepik', ?3), (?4, ?5, 'stepik', ?6) \
+        "INSERT INTO grants (user_id, video_id, source, granted_at, sync_run_id) VALUES \
+         (?1, ?2, 'stepik', ?3, ?4), (?5, ?6, 'stepik', ?7, ?8) \
          ON CONFLICT (user_id, video_id) DO NOTHING"
     );
     assert_eq!(
@@ -458,9 +458,11 @@ fn multi_row_statements_number_their_placeholders_in_order() {
             SqlValue::Integer(1),
             "intro".into(),
             SqlValue::Integer(1_700_000_000),
+            SqlValue::Integer(7),
             SqlValue::Integer(2),
             "basics".into(),
             SqlValue::Integer(1_700_000_000),
+            SqlValue::Integer(7),
         ]
     );
     // Before the revocations, the Boomstream removals they cause, with the same rows.
@@ -509,7 +511,7 @@ fn no_statement_binds_more_than_100_parameters() {
         progress_upserts: (0..500).map(|i| (300_000 + i, row.clone())).collect(),
         ..Plan::default()
     };
-    let out = statements(&plan, 1);
+    let out = statements(&plan, 1, 7);
     assert_eq!(
         out.len(),
         statement_count(&plan),
@@ -520,19 +522,19 @@ fn no_statement_binds_more_than_100_parameters() {
         let expected: Vec<usize> = (1..=s.params.len()).collect();
         assert_eq!(placeholders(&s.sql), expected, "{}", s.sql);
     }
-    // Every row is written once: 33 grants (99 parameters), 50 revocations (100)
+    // Every row is written once: 25 grants (100 parameters), 50 revocations (100)
     // and 12 progress rows (96) a statement.
     let rows = |head: &str, per_row: usize| {
         let of_kind: Vec<&Statement> = out.iter().filter(|s| s.sql.starts_with(head)).collect();
         let params: usize = of_kind.iter().map(|s| s.params.len()).sum();
         (of_kind.len(), params / per_row)
     };
-    assert_eq!(rows("INSERT INTO grants", 3), (31, 1_000));
+    assert_eq!(rows("INSERT INTO grants", 4), (40, 1_000));
     assert_eq!(rows("DELETE FROM grants", 2), (3, 120));
     assert_eq!(rows("INSERT INTO learner_progress", 8), (42, 500));
     assert_eq!(rows("INSERT INTO boomstream_removals", 2), (3, 120));
-    assert_eq!(out.len(), 31 + 3 + 3 + 42);
+    assert_eq!(out.len(), 40 + 3 + 3 + 42);
     // The D1 layer accepts every one of them.
     let batches = d1::batches(out).expect("statements within D1's limits");
-    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 79);
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 88);
 }

@@ -7,5 +7,9 @@ pub(crate) mod boomstream;
 pub(crate) mod local_d1;
 /// Reading requests the way the real services read them.
 pub(crate) mod request;
+/// A real SMTP server (aiosmtpd) keeping what it accepts.
+pub(crate) mod smtp;
 /// The Stepik stand-in serving the demo course (`site/demo/stepik/`) with faults.
 pub(crate) mod stepik;
+/// A Telegram Bot API stand-in for `sendMessage`.
+pub(crate) mod telegram;

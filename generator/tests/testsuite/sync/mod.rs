@@ -1060,3 +1060,33 @@ fn identical_refusals_in_a_row_stop_the_push() {
 
 mod boomstream_access;
 mod worker_equivalence;
+
+#[test]
+fn a_sync_writes_one_outbox_row_per_grant_it_adds_and_none_for_a_grant_the_worker_made() {
+    let sync = Sync::start(Setup::fixtures());
+    let mut db = seeded();
+    // Alice pressed «Проверить прогресс» before the run: the worker wrote her basics
+    // (no sync run id). It is on her screen already: no message.
+    write(
+        &mut db,
+        &[
+            "INSERT INTO videos (id, title, position, media_code) VALUES ('basics', 'Basics', 2, 'M-basics')",
+            "INSERT INTO grants (user_id, video_id, source) VALUES (1, 'basics', 'stepik')",
+        ],
+    );
+    sync.run_ok(&mut db);
+    let rows = query(
+        &mut db,
+        "SELECT group_concat(user_id || ' ' || video_id || ' ' || status || ' ' || \
+         (run_id = (SELECT max(id) FROM sync_runs)), '; ') AS rows \
+         FROM (SELECT * FROM notifications ORDER BY user_id, video_id)",
+    );
+    assert_eq!(
+        rows[0]["rows"],
+        "1 final pending 1; 1 intro pending 1; 1 practice pending 1; 2 basics pending 1; 2 intro pending 1"
+    );
+    // A second run adds no grant, so no row.
+    sync.run_ok(&mut db);
+    let count = query(&mut db, "SELECT count(*) AS n FROM notifications");
+    assert_eq!(count[0]["n"], 5);
+}

@@ -1,0 +1,236 @@
+//! The live channels: Telegram's Bot API (the `telegram-bot` crate's `sendMessage`
+//! through the command line's outbound-HTTP policy) and SMTP (lettre).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, header};
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::{Message, SmtpTransport, Transport as _};
+use outbound::client::{Counters, HttpClient};
+use telegram_bot::SendError;
+
+use super::{Channels, Delivery, Digest, Recipient};
+
+/// The environment variables.
+pub const TELEGRAM_TOKEN_VAR: &str = "TELEGRAM_BOT_TOKEN";
+/// The Bot API's address (tests, a local Bot API server).
+pub const TELEGRAM_API_URL_VAR: &str = "TELEGRAM_API_URL";
+/// `smtps://user:password@host:465`, `smtp://user:password@host:587?tls=required`, or
+/// plain `smtp://host:port` on this machine.
+pub const SMTP_URL_VAR: &str = "SMTP_URL";
+/// The sender, `Course <course@example.com>`.
+pub const MAIL_FROM_VAR: &str = "MAIL_FROM";
+
+/// One attempt's time limit, for both channels.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The longest flood-control wait honoured within a run (Telegram's `retry_after`).
+pub const TELEGRAM_MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Telegram through the Bot API.
+pub struct TelegramChannel {
+    http: HttpClient,
+    api: telegram_bot::Api,
+    backoff: outbound::Backoff,
+    counters: Counters,
+}
+
+impl TelegramChannel {
+    /// The bot with `token` at `base_url` (default: api.telegram.org).
+    pub fn new(token: &str, base_url: Option<&str>) -> anyhow::Result<TelegramChannel> {
+        TelegramChannel::with_timeout(token, base_url, TIMEOUT)
+    }
+
+    /// [`TelegramChannel::new`] whose attempts time out after `timeout`.
+    pub fn with_timeout(
+        token: &str,
+        base_url: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<TelegramChannel> {
+        let api =
+            telegram_bot::Api::new(base_url.unwrap_or(telegram_bot::DEFAULT_BASE_URL), token)?;
+        Ok(TelegramChannel {
+            http: HttpClient::new(api.base_url(), timeout, telegram_bot::MAX_BODY_BYTES),
+            api,
+            backoff: outbound::Backoff {
+                max_retries: 3,
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(10),
+                max_retry_after: TELEGRAM_MAX_WAIT,
+            },
+            counters: Counters::default(),
+        })
+    }
+
+    fn send(&self, chat_id: i64, text: &str) -> Delivery {
+        let operation = telegram_bot::send_message(&self.api, chat_id, text, TELEGRAM_MAX_WAIT);
+        let result = self.http.block_on(outbound::client::run(
+            &self.http,
+            &self.backoff,
+            &self.counters,
+            &|line: &str| eprintln!("telegram: {line}"),
+            &|_| outbound::client::Verdict::Go,
+            None,
+            operation,
+        ));
+        match result {
+            Ok(_) => Delivery::Sent,
+            Err(e) => {
+                let why = e.to_string();
+                match e {
+                    SendError::Blocked(_) => Delivery::Refused(why),
+                    SendError::Refused { .. } => Delivery::Rejected(why),
+                    SendError::Unauthorized(_) => Delivery::Broken(why),
+                    SendError::Throttled(_) | SendError::Unreachable(_) => Delivery::Later(why),
+                    SendError::Unknown(_) => Delivery::Unknown(why),
+                }
+            }
+        }
+    }
+}
+
+/// E-mail over SMTP.
+pub struct MailChannel {
+    transport: SmtpTransport,
+    from: Mailbox,
+}
+
+impl MailChannel {
+    /// The server of `smtp_url`, sending as `from`. Credentials travel only over TLS:
+    /// plain `smtp://` is accepted for this machine alone.
+    pub fn new(smtp_url: &str, from: &str) -> anyhow::Result<MailChannel> {
+        let url = smtp_url.trim();
+        let from: Mailbox = from.trim().parse().with_context(|| {
+            format!("{MAIL_FROM_VAR} is not an address such as `Course <course@example.com>`")
+        })?;
+        let plain = url.starts_with("smtp://") && !url.contains("tls=");
+        if plain && !outbound::is_loopback(url) {
+            bail!(
+                "{SMTP_URL_VAR} must use TLS to reach another machine: smtps://…:465, or smtp://…:587?tls=required"
+            );
+        }
+        // The URL carries the password: its parse error is described, never quoted.
+        let builder = SmtpTransport::from_url(url).map_err(|_| {
+            anyhow::anyhow!(
+                "{SMTP_URL_VAR} is not an SMTP address (smtps://user:password@host:465 or smtp://user:password@host:587?tls=required)"
+            )
+        })?;
+        Ok(MailChannel {
+            transport: builder.timeout(Some(TIMEOUT)).build(),
+            from,
+        })
+    }
+
+    /// Connects and signs in once, so that a wrong address or password is one line at
+    /// the start instead of a failure per student.
+    pub fn check(&self) -> Result<(), String> {
+        match self.transport.test_connection() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the SMTP server did not answer NOOP".into()),
+            Err(e) => Err(format!("cannot use the SMTP server: {e}")),
+        }
+    }
+
+    fn send(&self, to: &Recipient<'_>, digest: &Digest, message_id: &str) -> Delivery {
+        let Ok(address) = to.email.parse() else {
+            return Delivery::Refused(format!("{:?} is not an e-mail address", to.email));
+        };
+        let name = (!to.name.trim().is_empty()).then(|| to.name.trim().to_owned());
+        let domain = self.from.email.domain().to_owned();
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(name, address))
+            .subject(digest.subject.clone())
+            .message_id(Some(format!("<{message_id}@{domain}>")))
+            // RFC 3834: an automatic message; out-of-office replies stay away.
+            .raw_header(header::HeaderValue::new(
+                header::HeaderName::new_from_ascii_str("Auto-Submitted"),
+                "auto-generated".into(),
+            ))
+            .header(ContentType::TEXT_PLAIN)
+            .body(digest.text.clone());
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => return Delivery::Rejected(format!("the message could not be built: {e}")),
+        };
+        match self.transport.send(&message) {
+            Ok(_) => Delivery::Sent,
+            Err(e) => smtp_delivery(&e),
+        }
+    }
+}
+
+/// An SMTP failure as a delivery: the server's permanent refusal of the mailbox is a
+/// bounce; a refusal of our credentials stops e-mail for the run; a 4xx, and a
+/// connection that could not be made, sent nothing; anything else may have.
+fn smtp_delivery(e: &SmtpError) -> Delivery {
+    let why = format!("SMTP: {e}");
+    let code = e.status().map(|c| c.to_string());
+    if e.is_permanent() {
+        return match code.as_deref() {
+            // 530 authentication required, 534/535/538 authentication refused.
+            Some("530" | "534" | "535" | "538") => Delivery::Broken(why),
+            _ => Delivery::Refused(why),
+        };
+    }
+    if e.is_transient() {
+        return Delivery::Later(why);
+    }
+    if e.is_tls() || e.is_client() {
+        return Delivery::Broken(why);
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionRefused
+                    | NotFound
+                    | AddrNotAvailable
+                    | HostUnreachable
+                    | NetworkUnreachable
+            ) {
+                return Delivery::Broken(why);
+            }
+        }
+        source = cause.source();
+    }
+    Delivery::Unknown(why)
+}
+
+/// The channels configured in the environment.
+#[derive(Default)]
+pub struct Live {
+    /// Telegram, when TELEGRAM_BOT_TOKEN is set.
+    pub telegram: Option<TelegramChannel>,
+    /// E-mail, when SMTP_URL and MAIL_FROM are set (and the server was usable at the
+    /// start).
+    pub mail: Option<MailChannel>,
+}
+
+impl Channels for Live {
+    fn has_telegram(&self) -> bool {
+        self.telegram.is_some()
+    }
+
+    fn has_email(&self) -> bool {
+        self.mail.is_some()
+    }
+
+    fn telegram(&mut self, chat_id: i64, text: &str) -> Delivery {
+        match &self.telegram {
+            Some(t) => t.send(chat_id, text),
+            None => Delivery::Broken("Telegram is not configured".into()),
+        }
+    }
+
+    fn email(&mut self, to: &Recipient<'_>, digest: &Digest, message_id: &str) -> Delivery {
+        match &self.mail {
+            Some(m) => m.send(to, digest, message_id),
+            None => Delivery::Broken("e-mail is not configured".into()),
+        }
+    }
+}
