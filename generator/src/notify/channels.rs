@@ -172,7 +172,13 @@ fn smtp_delivery(e: &SmtpError) -> Delivery {
         return match code.as_deref() {
             // 530 authentication required, 534/535/538 authentication refused.
             Some("530" | "534" | "535" | "538") => Delivery::Broken(why),
-            _ => Delivery::Refused(why),
+            // The mailbox itself refused (RFC 3463 5.1.x addressing, 5.2.1 disabled;
+            // 550/551/553 without an enhanced code): a bounce of the address.
+            _ if why.contains(" 5.1.") || why.contains(" 5.2.1") => Delivery::Refused(why),
+            Some("550" | "551" | "553") if !why.contains(" 5.") => Delivery::Refused(why),
+            // Anything else permanent (our sender refused, a quota, the content): this
+            // message failed; the student's address is not blamed.
+            _ => Delivery::Rejected(why),
         };
     }
     if e.is_transient() {

@@ -170,7 +170,8 @@ struct Pending {
 }
 
 const PENDING: &str = "SELECT n.id, n.user_id, n.video_id, v.title, \
-     g.user_id IS NOT NULL AS granted, g.boomstream_confirmed_at IS NOT NULL AS confirmed, \
+     g.user_id IS NOT NULL AS granted, \
+     (g.boomstream_confirmed_at IS NOT NULL OR u.email IS NULL) AS confirmed, \
      u.name, u.email, u.telegram_id, u.notify_off_at IS NOT NULL AS notify_off, \
      u.telegram_blocked_at IS NOT NULL AS telegram_blocked, \
      u.email_bounced_at IS NOT NULL AS email_bounced, u.disabled_at IS NOT NULL AS disabled \
@@ -523,17 +524,15 @@ fn claim_rows(
         ),
         vec![claim.into(), now.into()],
     );
-    let claimed: Vec<Id> = match db.query_as(&update) {
-        Ok(rows) => rows,
-        // The answer may be lost after the claim was made: what holds the claim is
-        // what was claimed.
-        Err(_) => db
-            .query_as(&Statement::with_params(
-                "SELECT id FROM notifications WHERE claim = ?1 AND status = 'sending'",
-                vec![claim.into()],
-            ))
-            .context("claiming notifications in D1")?,
-    };
+    // The answer may be lost after the claim was made (and a retried UPDATE then
+    // matches nothing): what holds the claim is what was claimed, so it is read back.
+    let _ = db.query(&update);
+    let claimed: Vec<Id> = db
+        .query_as(&Statement::with_params(
+            "SELECT id FROM notifications WHERE claim = ?1 AND status = 'sending'",
+            vec![claim.into()],
+        ))
+        .context("claiming notifications in D1")?;
     Ok(claimed.into_iter().map(|Id { id }| id).collect())
 }
 
