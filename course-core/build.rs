@@ -18,7 +18,10 @@ fn toml_to_json(path: &Path) -> Result<serde_json::Value, String> {
 }
 
 fn main() {
-    let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../site");
+    // Read at run time: a build script binary reused from a clone elsewhere (a shared
+    // target directory) must still read this checkout's site.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let site = Path::new(&manifest_dir).join("../site");
     println!(
         "cargo:rerun-if-changed={}",
         site.join("config.toml").display()
