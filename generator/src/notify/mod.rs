@@ -330,9 +330,9 @@ pub fn run(
             }
             continue;
         }
-        match &route {
+        let (telegram, email) = match route {
             Route::Skip(why) => {
-                close(db, &ready, "skipped", why)?;
+                close(db, &ready, why)?;
                 summary.students_skipped += 1;
                 continue;
             }
@@ -341,10 +341,7 @@ pub fn run(
                 count_skipped(&mut summary, student);
                 continue;
             }
-            Route::Send { .. } => {}
-        }
-        let Route::Send { telegram, email } = route else {
-            continue;
+            Route::Send { telegram, email } => (telegram, email),
         };
         let claim = claim_token()?;
         let claimed = claim_rows(db, &ready, &claim, now())?;
@@ -484,14 +481,14 @@ fn describe(
 }
 
 /// Closes rows without sending (`skipped`, with why).
-fn close(db: &mut dyn D1, rows: &[&Pending], status: &str, why: &str) -> anyhow::Result<()> {
+fn close(db: &mut dyn D1, rows: &[&Pending], why: &str) -> anyhow::Result<()> {
     let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
     db.execute(&[Statement::with_params(
         format!(
-            "UPDATE notifications SET status = ?1, error = ?2 WHERE status = 'pending' AND id IN ({})",
+            "UPDATE notifications SET status = 'skipped', error = ?1 WHERE status = 'pending' AND id IN ({})",
             ids.join(", ")
         ),
-        vec![status.into(), why.into()],
+        vec![why.into()],
     )])
     .context("recording skipped notifications in D1")?;
     Ok(())
