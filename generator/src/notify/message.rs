@@ -57,7 +57,7 @@ pub fn digest(
     let tail = [
         String::new(),
         t.fill("notify.all_videos", &[("url", &me)]),
-        t.fill("notify.footer", &[("url", &me)]),
+        t.fill("notify.opt_out", &[("url", &me)]),
     ]
     .join("\n");
     let mut text = lines.join("\n");
@@ -87,7 +87,7 @@ mod tests {
             "video": "• {title} — {url}",
             "more": "… and more on {url}",
             "all_videos": "All your videos: {url}",
-            "footer": "Turn these messages off on {url}",
+            "opt_out": "Turn these messages off on {url}",
         }});
         Messages::new(value).expect("texts")
     }
