@@ -253,8 +253,19 @@ impl Store for D1Store {
         }
         statements.push(prune);
         statements.push(insert);
+        let insert_at = statements.len() - 1;
+        if let Some(telegram_id) = s.verified_telegram {
+            // Signing in with the widget gave the bot leave to write (it asks for it):
+            // a refusal `generator notify` recorded earlier is tried again. Only when
+            // the session above was stored.
+            statements.push(self.statement(
+                "UPDATE users SET telegram_blocked_at = NULL WHERE id = ?1 AND telegram_id = ?2 \
+                 AND telegram_blocked_at IS NOT NULL AND EXISTS (SELECT 1 FROM sessions WHERE id = ?3)",
+                &[num(s.user_id), num(telegram_id), s.row_key.as_str().into()],
+            )?);
+        }
         let results = self.batch_results(statements).await?;
-        let inserted = match results.last() {
+        let inserted = match results.get(insert_at) {
             Some(r) => r.results::<KeyRow>().map_err(err)?.len(),
             None => return Err(StoreError("D1 batch returned no result".into())),
         };

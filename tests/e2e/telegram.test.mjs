@@ -40,6 +40,15 @@ describe('Telegram sign-in', () => {
     assert.doesNotMatch(html, /action="\/me\/telegram\/unlink"/, 'no unlink for a Telegram-only account');
   });
 
+  test('signing in with Telegram lifts a block that `generator notify` recorded', async () => {
+    w.d1('UPDATE users SET telegram_blocked_at = 1 WHERE telegram_id = 5000000001');
+    // Another payload than the test above's (a used one is refused).
+    const res = await callback({ id: 5000000001, first_name: 'Анна Мария', auth_date: now() - 7 });
+    assert.equal(res.status, 303);
+    const [row] = w.d1('SELECT telegram_blocked_at FROM users WHERE telegram_id = 5000000001');
+    assert.equal(row.telegram_blocked_at, null);
+  });
+
   test('an unknown Telegram account: 403 with how to link', async () => {
     const res = await callback({ id: 42, first_name: 'X', auth_date: now() });
     assert.equal(res.status, 403);

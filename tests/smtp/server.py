@@ -10,6 +10,9 @@ do (replies as Postfix words them):
   "550 5.1.1 <addr>: Recipient address rejected: User unknown in virtual mailbox table";
 - one starting with "later" is refused for now (greylisting):
   "450 4.2.0 <addr>: Recipient address rejected: Greylisted, see https://postgrey.schweikert.ch/";
+- a message to a local part starting with "spam" is refused after DATA, for its
+  content (as Postfix relays a content filter's verdict, e.g. rspamd's):
+  "554 5.7.1 Spam message rejected";
 - with USER and PASSWORD, AUTH PLAIN/LOGIN is required (without TLS, on loopback only)
   and a wrong password is "535 5.7.8 Authentication credentials invalid".
 
@@ -43,6 +46,8 @@ class Handler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(a.split("@", 1)[0].lower().startswith("spam") for a in envelope.rcpt_tos):
+            return "554 5.7.1 Spam message rejected"
         with self.lock:
             self.count += 1
             n = self.count

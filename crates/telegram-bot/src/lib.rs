@@ -70,6 +70,11 @@ pub enum ConfigError {
     /// The address is not http(s).
     #[error("TELEGRAM_API_URL must be an http(s) address, not {0:?}")]
     BaseUrl(String),
+    /// Plain http to another machine: the token is in every request's path.
+    #[error(
+        "TELEGRAM_API_URL must use https to reach another machine (the bot token travels in every request), not {0:?}"
+    )]
+    PlainHttp(String),
     /// The token is empty or could not be part of a URL path.
     #[error(
         "TELEGRAM_BOT_TOKEN does not look like a bot token (BotFather's form is <digits>:<letters, digits, - and _>)"
@@ -85,6 +90,10 @@ impl Api {
             || outbound::host_of(base_url).is_empty()
         {
             return Err(ConfigError::BaseUrl(base_url.to_owned()));
+        }
+        let lower = base_url.to_ascii_lowercase();
+        if lower.starts_with("http://") && !outbound::is_loopback(&lower) {
+            return Err(ConfigError::PlainHttp(base_url.to_owned()));
         }
         let token = token.trim();
         if token.is_empty()
@@ -412,6 +421,12 @@ mod tests {
             Api::new("ftp://x", TOKEN),
             Err(ConfigError::BaseUrl(_))
         ));
+        assert!(matches!(
+            Api::new("http://bot-api.example.com", TOKEN),
+            Err(ConfigError::PlainHttp(_))
+        ));
+        assert!(Api::new("http://127.0.0.1:8081", TOKEN).is_ok());
+        assert!(Api::new("http://localhost:8081/", TOKEN).is_ok());
         assert!(matches!(
             Api::new("https://x", "a/b"),
             Err(ConfigError::Token)

@@ -789,6 +789,25 @@ pub struct UserDetails {
     pub grants: Vec<GrantInfo>,
     /// Progress as of the last sync (`learner_progress`), when linked to Stepik and seen.
     pub progress: Option<Value>,
+    /// Messages about new videos (`generator notify`).
+    pub notifications: NotifyInfo,
+}
+
+/// The student's messages: their switch, what a channel refused, the outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NotifyInfo {
+    /// When they turned messages off on /me (None: on).
+    pub off_at: Option<i64>,
+    /// When the Bot API answered 403 (blocked, never allowed to write).
+    pub telegram_blocked_at: Option<i64>,
+    /// When the SMTP server refused the address for good, and its words.
+    pub email_bounced_at: Option<i64>,
+    pub email_bounce: Option<String>,
+    /// Outbox rows waiting to be sent.
+    pub pending: i64,
+    /// The last message that left: when, and by which channel.
+    pub last_sent_at: Option<i64>,
+    pub last_channel: Option<String>,
 }
 
 /// `users show`: the account, its grants, sessions and progress (one query).
@@ -798,6 +817,7 @@ pub fn show(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<UserDetails> {
         active_sessions: i64,
         grants: Option<String>,
         progress: Option<String>,
+        notifications: Option<String>,
     }
     let (user, details): (_, Details) = fetch_user_with(
         db,
@@ -810,6 +830,12 @@ pub fn show(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<UserDetails> {
             "(SELECT json_object('steps_passed', p.steps_passed, 'steps_total', p.steps_total, \
              'next_video_id', p.next_video_id, 'next_missing', p.next_missing, 'updated_at', p.updated_at) \
              FROM learner_progress p WHERE p.stepik_user_id = u.stepik_user_id) AS progress",
+            "json_object('off_at', u.notify_off_at, 'telegram_blocked_at', u.telegram_blocked_at, \
+             'email_bounced_at', u.email_bounced_at, 'email_bounce', u.email_bounce, \
+             'pending', (SELECT count(*) FROM notifications n WHERE n.user_id = u.id AND n.status = 'pending'), \
+             'last_sent_at', (SELECT max(sent_at) FROM notifications n WHERE n.user_id = u.id AND n.status = 'sent'), \
+             'last_channel', (SELECT channel FROM notifications n WHERE n.user_id = u.id AND n.status = 'sent' \
+             ORDER BY sent_at DESC, id DESC LIMIT 1)) AS notifications",
         ],
         vec![],
     )?;
@@ -829,11 +855,14 @@ pub fn show(db: &mut dyn D1, who: &UserRef) -> anyhow::Result<UserDetails> {
         Value::Null => None,
         other => Some(other),
     };
+    let notifications =
+        serde_json::from_value(json_column(details.notifications.as_deref())).unwrap_or_default();
     Ok(UserDetails {
         user,
         active_sessions: details.active_sessions,
         grants,
         progress,
+        notifications,
     })
 }
 
@@ -877,6 +906,28 @@ impl UserDetails {
             )
         );
         let _ = writeln!(out, "  sessions:   {} active", self.active_sessions);
+        let n = &self.notifications;
+        let mut messages = vec![match n.off_at {
+            Some(at) => format!("off (since {})", format_time(at)),
+            None => "on".to_owned(),
+        }];
+        if let Some(at) = n.telegram_blocked_at {
+            messages.push(format!("Telegram refused (403) {}", format_time(at)));
+        }
+        if let Some(at) = n.email_bounced_at {
+            messages.push(format!(
+                "e-mail bounced {}: {}",
+                format_time(at),
+                n.email_bounce.as_deref().unwrap_or("?")
+            ));
+        }
+        if n.pending > 0 {
+            messages.push(format!("{} pending", n.pending));
+        }
+        if let (Some(at), Some(channel)) = (n.last_sent_at, &n.last_channel) {
+            messages.push(format!("last sent {} by {channel}", format_time(at)));
+        }
+        let _ = writeln!(out, "  messages:   {}", messages.join("; "));
         if let Some(p) = &self.progress {
             let _ = writeln!(
                 out,

@@ -44,7 +44,7 @@ pub(super) fn send(
     db: &mut dyn D1,
 ) -> anyhow::Result<NotifySummary> {
     let (config, texts) = site_files::load_config_and_texts(config)?;
-    let (mut live, mut notes) = live_channels(channels, dry_run)?;
+    let mut live = live_channels(channels, dry_run)?;
     let opts = NotifyOptions {
         texts: &texts,
         course: config.course.title.clone(),
@@ -54,17 +54,13 @@ pub(super) fn send(
         wait_for_boomstream,
         telegram_interval: Duration::from_secs(1) / notify::TELEGRAM_PER_SECOND,
     };
-    let mut summary = notify::run(db, &opts, &mut live, generator::sync::now)
-        .context("sending the notifications")?;
-    notes.append(&mut summary.notes);
-    summary.notes = notes;
-    Ok(summary)
+    notify::run(db, &opts, &mut live, generator::sync::now).context("sending the notifications")
 }
 
 /// The channels the environment configures. A configuration that cannot work is an
 /// error; an SMTP server that cannot be used right now is a note (the e-mails wait).
-fn live_channels(args: &ChannelArgs, dry_run: bool) -> anyhow::Result<(Live, Vec<String>)> {
-    let mut notes = Vec::new();
+fn live_channels(args: &ChannelArgs, dry_run: bool) -> anyhow::Result<Live> {
+    let mut mail_unusable = None;
     let telegram = match given(args.telegram_bot_token.as_deref()) {
         Some(token) => Some(
             TelegramChannel::new(&token, given(args.telegram_api_url.as_deref()).as_deref())
@@ -81,7 +77,7 @@ fn live_channels(args: &ChannelArgs, dry_run: bool) -> anyhow::Result<(Live, Vec
             match if dry_run { Ok(()) } else { mail.check() } {
                 Ok(()) => Some(mail),
                 Err(why) => {
-                    notes.push(format!("e-mail: {why}; the e-mails wait for the next run"));
+                    mail_unusable = Some(why);
                     None
                 }
             }
@@ -90,7 +86,11 @@ fn live_channels(args: &ChannelArgs, dry_run: bool) -> anyhow::Result<(Live, Vec
         (None, Some(_)) => anyhow::bail!("MAIL_FROM is set but SMTP_URL is not: set both"),
         (None, None) => None,
     };
-    Ok((Live { telegram, mail }, notes))
+    Ok(Live {
+        telegram,
+        mail,
+        mail_unusable,
+    })
 }
 
 pub(super) fn print_summary(s: &NotifySummary) {

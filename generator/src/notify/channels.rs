@@ -105,8 +105,7 @@ impl MailChannel {
         let from: Mailbox = from.trim().parse().with_context(|| {
             format!("{MAIL_FROM_VAR} is not an address such as `Course <course@example.com>`")
         })?;
-        let plain = url.starts_with("smtp://") && !url.contains("tls=");
-        if plain && !outbound::is_loopback(url) {
+        if !encrypted_or_local(url) {
             bail!(
                 "{SMTP_URL_VAR} must use TLS to reach another machine: smtps://…:465, or smtp://…:587?tls=required"
             );
@@ -162,6 +161,36 @@ impl MailChannel {
     }
 }
 
+/// Whether `smtp_url` keeps the password (and the students' addresses) off the wire in
+/// plain text: `smtps://` (TLS from the start), `smtp://…?tls=required` (STARTTLS or
+/// nothing), or any scheme to this machine. `tls=opportunistic` is not enough: whoever
+/// sits between can strip the server's STARTTLS and read the login. A URL that does
+/// not parse passes here and is refused by lettre's own parser, with its own message.
+fn encrypted_or_local(smtp_url: &str) -> bool {
+    let Ok(url) = url::Url::parse(smtp_url) else {
+        return true;
+    };
+    // `smtp` is no "special" scheme to the URL standard: its IPv4 host stays a string.
+    let local = match url.host() {
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    // lettre reads the first `tls` parameter (transport/smtp/connection_url.rs).
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    local
+        || url.scheme() == "smtps"
+        || (url.scheme() == "smtp" && tls.as_deref() == Some("required"))
+}
+
 /// An SMTP failure as a delivery: the server's permanent refusal of the mailbox is a
 /// bounce; a refusal of our credentials stops e-mail for the run; a 4xx, and a
 /// connection that could not be made, sent nothing; anything else may have.
@@ -184,7 +213,22 @@ fn smtp_delivery(e: &SmtpError) -> Delivery {
     if e.is_transient() {
         return Delivery::Later(why);
     }
-    if e.is_tls() || e.is_client() {
+    if e.is_client() {
+        // lettre refuses before sending (client/connection.rs): an address outside
+        // ASCII the server cannot take (no SMTPUTF8), or a body needing 8BITMIME, is
+        // this message's problem; anything else (no STARTTLS, no usable AUTH
+        // mechanism) is the server's setup, the same for every message.
+        return if why.contains("SMTPUTF8") || why.contains("8BITMIME") {
+            Delivery::Rejected(why)
+        } else {
+            Delivery::Broken(why)
+        };
+    }
+    // lettre's `Kind::Connection` (shown "Connection error", it has no `is_` method)
+    // is raised only while resolving the host and connecting, before a word of SMTP
+    // (client/net.rs, lettre 0.11): nothing was sent, and the next student would
+    // meet the same.
+    if e.is_tls() || why.starts_with("SMTP: Connection error") {
         return Delivery::Broken(why);
     }
     let mut source = std::error::Error::source(e);
@@ -215,6 +259,9 @@ pub struct Live {
     /// E-mail, when SMTP_URL and MAIL_FROM are set (and the server was usable at the
     /// start).
     pub mail: Option<MailChannel>,
+    /// Why e-mail is off although it is configured (the server's check at the start
+    /// failed).
+    pub mail_unusable: Option<String>,
 }
 
 impl Channels for Live {
@@ -224,6 +271,13 @@ impl Channels for Live {
 
     fn has_email(&self) -> bool {
         self.mail.is_some()
+    }
+
+    fn why_no_email(&self) -> String {
+        match &self.mail_unusable {
+            Some(why) => format!("{why}; the e-mails wait for the next run"),
+            None => "SMTP_URL and MAIL_FROM are not set, so nothing is sent by e-mail".into(),
+        }
     }
 
     fn telegram(&mut self, chat_id: i64, text: &str) -> Delivery {
@@ -237,6 +291,35 @@ impl Channels for Live {
         match &self.mail {
             Some(m) => m.send(to, digest, message_id),
             None => Delivery::Broken("e-mail is not configured".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encrypted_or_local;
+
+    #[test]
+    fn credentials_cross_the_network_only_over_tls() {
+        for ok in [
+            "smtps://u:p@mail.example.com:465",
+            "SMTPS://u:p@mail.example.com",
+            "smtp://u:p@mail.example.com:587?tls=required",
+            "smtp://127.0.0.1:2525",
+            "smtp://localhost:25",
+            "smtp://[::1]:25",
+        ] {
+            assert!(encrypted_or_local(ok), "{ok} should be allowed");
+        }
+        for refused in [
+            "smtp://u:p@mail.example.com:587",
+            "SMTP://u:p@mail.example.com:587",
+            "smtp://u:p@mail.example.com:587?tls=opportunistic",
+            "smtp://u:p@mail.example.com:587?tls=none&tls=required",
+            "smtp://u:p@mail.example.com:587?x=tls=required",
+            "smtp://localhost.example.com:25",
+        ] {
+            assert!(!encrypted_or_local(refused), "{refused} should be refused");
         }
     }
 }

@@ -40,6 +40,10 @@ pub const CLAIM_LEASE_SECS: i64 = 3600;
 pub const DEFAULT_MAX_AGE_DAYS: u32 = 7;
 /// Pending rows read per run; the rest wait for the next.
 pub const MAX_ROWS_PER_RUN: i64 = 20_000;
+/// A channel whose sends end this many times in a row without knowing whether they
+/// arrived (timeouts: the server or the network is failing) is not used for the rest
+/// of the run, so that an outage turns a few messages `uncertain`, not every one.
+pub const MAX_UNKNOWN_IN_A_ROW: u32 = 2;
 /// At most this many Telegram messages a second (Telegram's global limit is about 30).
 pub const TELEGRAM_PER_SECOND: u32 = 25;
 
@@ -79,8 +83,12 @@ pub struct Recipient<'a> {
 pub trait Channels {
     /// Whether Telegram is configured (TELEGRAM_BOT_TOKEN).
     fn has_telegram(&self) -> bool;
-    /// Whether e-mail is configured (SMTP_URL and MAIL_FROM).
+    /// Whether e-mail is configured (SMTP_URL and MAIL_FROM) and usable.
     fn has_email(&self) -> bool;
+    /// Why e-mail is not usable in this run, when it is not.
+    fn why_no_email(&self) -> String {
+        "SMTP_URL and MAIL_FROM are not set, so nothing is sent by e-mail".into()
+    }
     /// Sends `text` to the private chat of Telegram user `chat_id`.
     fn telegram(&mut self, chat_id: i64, text: &str) -> Delivery;
     /// Sends `digest` to `to`; `message_id` is the same for the same rows, so that a
@@ -265,9 +273,9 @@ pub fn run(
             .push("Telegram: TELEGRAM_BOT_TOKEN is not set, so nothing is sent by Telegram".into());
     }
     if !channels.has_email() {
-        summary.notes.push(
-            "e-mail: SMTP_URL and MAIL_FROM are not set, so nothing is sent by e-mail".into(),
-        );
+        summary
+            .notes
+            .push(format!("e-mail: {}", channels.why_no_email()));
     }
     if !opts.dry_run {
         let mut counts = Vec::new();
@@ -304,6 +312,8 @@ pub fn run(
         email: channels.has_email(),
     };
     let mut last_telegram: Option<Instant> = None;
+    let mut unknown_telegram = Streak::default();
+    let mut unknown_email = Streak::default();
     for (user_id, rows) in by_student {
         let student = &rows[0];
         // Rows of grants gone in the meantime (dry run: the tidy step did not run).
@@ -378,6 +388,12 @@ pub fn run(
                     "Telegram: {why}; not used for the rest of this run"
                 ));
             }
+            if unknown_telegram.after(&delivery) {
+                usable.telegram = false;
+                summary.notes.push(format!(
+                    "Telegram: {MAX_UNKNOWN_IN_A_ROW} sends in a row ended without an answer; not used for the rest of this run"
+                ));
+            }
             if matches!(delivery, Delivery::Later(_)) {
                 // Flood control beyond what a run waits: the others go by e-mail or wait.
                 usable.telegram = false;
@@ -408,6 +424,12 @@ pub fn run(
                         .notes
                         .push(format!("e-mail: {why}; not used for the rest of this run"));
                 }
+                if unknown_email.after(&delivery) {
+                    usable.email = false;
+                    summary.notes.push(format!(
+                        "e-mail: {MAX_UNKNOWN_IN_A_ROW} sends in a row ended without an answer; not used for the rest of this run"
+                    ));
+                }
                 outcome.record(Channel::Email, delivery, &mut summary.email);
             } else if student.email.is_some() && student.email_bounced == 0 {
                 // E-mail would take it, but is not configured or usable in this run.
@@ -424,6 +446,21 @@ pub fn run(
         }
     }
     Ok(summary)
+}
+
+/// Sends in a row on one channel whose outcome is unknown.
+#[derive(Debug, Default)]
+struct Streak(u32);
+
+impl Streak {
+    /// Counts `delivery`; true when the channel should stop for the run.
+    fn after(&mut self, delivery: &Delivery) -> bool {
+        match delivery {
+            Delivery::Unknown(_) => self.0 += 1,
+            _ => self.0 = 0,
+        }
+        self.0 == MAX_UNKNOWN_IN_A_ROW
+    }
 }
 
 fn count_skipped(summary: &mut NotifySummary, s: &Pending) {

@@ -19,7 +19,7 @@ mod sql_files;
 mod validation;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use d1::sqlite;
 use d1::{D1, D1Error, ExecuteReport, LocalD1, Row, Statement};
@@ -222,20 +222,11 @@ pub(super) fn run_script(
 /// Runs the generator binary from the repository root with `stdin` as its input.
 pub(super) fn generator(args: &[&str], stdin: &str) -> Output {
     use std::io::Write as _;
-    let root = repo_root();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_generator"));
+    let mut command = crate::support::cli::generator(args);
     command
-        .current_dir(&root)
-        .args(args)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-        .env_remove("CLOUDFLARE_API_TOKEN")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(path) = d1::path_with_local_node(&root) {
-        command.env("PATH", path);
-    }
     let mut child = command.spawn().expect("running the generator binary");
     // A command refused before it reads its input may exit before all of it is written.
     match child

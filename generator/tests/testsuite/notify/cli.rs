@@ -11,35 +11,15 @@ use d1::{D1, LocalD1, Statement};
 use serde_json::Value;
 
 use super::{TOKEN, outbox};
-use crate::support::local_d1::{migrated_local_d1, persist_dir, repo_root};
+use crate::support::local_d1::{migrated_local_d1, persist_dir};
 use crate::support::smtp::Smtp;
 use crate::support::stepik::{CLIENT_ID, CLIENT_SECRET, Mock, Setup};
 use crate::support::telegram::Telegram;
 
-/// The generator with a clean environment (nothing of the developer's leaks in).
+/// The generator with a clean environment and `env`.
 fn generator(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_generator"));
-    command.current_dir(repo_root()).args(args);
-    for name in [
-        "STEPIK_CLIENT_ID",
-        "STEPIK_CLIENT_SECRET",
-        "STEPIK_COURSE_ID",
-        "STEPIK_API_URL",
-        "CLOUDFLARE_ACCOUNT_ID",
-        "CLOUDFLARE_API_TOKEN",
-        "BOOMSTREAM_API_KEY",
-        "BOOMSTREAM_API_URL",
-        "TELEGRAM_BOT_TOKEN",
-        "TELEGRAM_API_URL",
-        "SMTP_URL",
-        "MAIL_FROM",
-    ] {
-        command.env_remove(name);
-    }
+    let mut command = crate::support::cli::generator(args);
     command.envs(env.iter().copied());
-    if let Some(path) = d1::path_with_local_node(&repo_root()) {
-        command.env("PATH", path);
-    }
     command
 }
 
@@ -181,6 +161,42 @@ fn a_sync_killed_after_writing_its_grants_loses_no_message_and_sends_none_twice(
     assert_eq!(again["students_told"], 0, "{again}");
     assert_eq!(telegram.sent_to(501).len(), 1);
     assert_eq!(smtp.received().len(), 1);
+}
+
+#[test]
+fn a_sync_whose_messages_cannot_go_succeeds_and_keeps_them() {
+    let (dir, mut db) = migrated_local_d1();
+    seed(&mut db);
+    let persist = persist_dir(&dir);
+    let stepik = Mock::start(Setup::fixtures());
+    let structure = dir.path().join("s.json");
+    let sync = output(generator(
+        &[
+            "sync",
+            "--d1",
+            "local",
+            "--persist-to",
+            path(&persist),
+            "--structure-out",
+            path(&structure),
+        ],
+        &[
+            ("STEPIK_CLIENT_ID", CLIENT_ID),
+            ("STEPIK_CLIENT_SECRET", CLIENT_SECRET),
+            ("STEPIK_API_URL", stepik.url.as_str()),
+            // A token pasted with a line break in it: Telegram cannot be set up.
+            ("TELEGRAM_BOT_TOKEN", "123:abc\ndef"),
+        ],
+    ));
+    let stderr = String::from_utf8_lossy(&sync.stderr);
+    // The grants are the sync's job, and done: the deploy after it goes on.
+    assert!(sync.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: the sync's grants are written, but their messages were not sent")
+            && stderr.contains("TELEGRAM_BOT_TOKEN does not look like a bot token"),
+        "{stderr}"
+    );
+    assert_eq!(outbox(&mut db).matches("pending").count(), 5);
 }
 
 /// Outbox rows for students 1–3 (Telegram 501–503), as sync run 1 writes them.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use course_core::site::Messages;
 use d1::sqlite::SqliteD1;
 use d1::{D1, Row, Statement};
+use generator::admin::{UserRef, users};
 use generator::notify::channels::{Live, MailChannel, TelegramChannel};
 use generator::notify::{self, NotifyOptions, NotifySummary};
 use serde_json::Value;
@@ -137,6 +138,7 @@ impl Services {
             mail: Some(
                 MailChannel::new(&self.smtp.url, "Видеокурс <course@example.com>").expect("mail"),
             ),
+            mail_unusable: None,
         }
     }
 }
@@ -242,6 +244,15 @@ fn a_blocked_bot_turns_telegram_off_for_the_student_and_e_mail_takes_over() {
     );
     assert_eq!(blocked.len(), 1);
     assert_eq!(blocked[0]["id"], 3);
+    // `users show` tells the admin.
+    let carol = users::show(&mut db, &UserRef::Id(3)).expect("users show");
+    assert!(carol.notifications.telegram_blocked_at.is_some());
+    assert_eq!(carol.notifications.last_channel.as_deref(), Some("email"));
+    let shown = carol.render();
+    assert!(
+        shown.contains("messages:   on; Telegram refused (403) ") && shown.contains("by email"),
+        "{shown}"
+    );
 
     // The next run's grant goes straight to e-mail: Telegram is not asked again.
     db.execute(&[
@@ -357,6 +368,89 @@ fn a_bounce_is_recorded_and_a_greylisted_address_is_tried_again_a_bounded_number
 }
 
 #[test]
+fn a_refusal_of_the_content_after_data_is_not_a_bounce_of_the_address() {
+    let services = Services::start();
+    let mut db = seeded();
+    db.execute(&[Statement::new(
+        "UPDATE users SET email = 'spam-bob@example.com' WHERE id = 2",
+    )])
+    .expect("address");
+    let texts = texts();
+    let summary = run(&mut db, &options(&texts), &mut services.channels());
+    assert_eq!(summary.email.failed, 1, "{summary:?}");
+    // 554 5.7.1 after DATA: this message failed; Bob's address is not blamed.
+    let bounced = query(
+        &mut db,
+        "SELECT id FROM users WHERE email_bounced_at IS NOT NULL",
+    );
+    assert!(bounced.is_empty(), "{bounced:?}");
+    let rows = outbox(&mut db);
+    assert!(rows.contains("2 basics failed - 1"), "{rows}");
+}
+
+/// A D1 whose answer to the claim is lost once: the UPDATE is applied, then the call
+/// fails (a connection cut after D1 committed).
+struct LosesTheClaimAnswer {
+    inner: SqliteD1,
+    lost: bool,
+}
+
+impl D1 for LosesTheClaimAnswer {
+    fn query(&mut self, statement: &Statement) -> Result<Vec<Row>, d1::D1Error> {
+        let rows = self.inner.query(statement)?;
+        if !self.lost && statement.sql.contains("SET status = 'sending'") {
+            self.lost = true;
+            return Err(d1::D1Error::Local("the connection was reset".into()));
+        }
+        Ok(rows)
+    }
+
+    fn execute(&mut self, statements: &[Statement]) -> Result<d1::ExecuteReport, d1::D1Error> {
+        self.inner.execute(statements)
+    }
+}
+
+#[test]
+fn a_claim_whose_answer_was_lost_is_still_sent_once() {
+    let services = Services::start();
+    let mut db = LosesTheClaimAnswer {
+        inner: seeded(),
+        lost: false,
+    };
+    let texts = texts();
+    let summary = run(&mut db, &options(&texts), &mut services.channels());
+    assert_eq!(summary.students_told, 4, "{summary:?}");
+    assert_eq!(services.telegram.sent_to(501).len(), 1);
+    let rows = outbox(&mut db.inner);
+    assert!(rows.contains("1 basics sent telegram 1"), "{rows}");
+    assert!(!rows.contains("sending"), "{rows}");
+}
+
+#[test]
+fn waiting_for_boomstream_holds_back_only_students_who_have_a_player_to_wait_for() {
+    let services = Services::start();
+    let mut db = seeded();
+    let texts = texts();
+    let opts = NotifyOptions {
+        wait_for_boomstream: true,
+        ..options(&texts)
+    };
+    // Boomstream confirmed nobody yet. Dan has no e-mail, so no Boomstream buyer: his
+    // videos play without one, he is told now; the others wait.
+    let summary = run(&mut db, &opts, &mut services.channels());
+    assert_eq!(summary.students_told, 1, "{summary:?}");
+    assert_eq!(services.telegram.sent_to(504).len(), 1);
+    assert!(services.telegram.sent_to(501).is_empty());
+    assert!(outbox(&mut db).contains("1 basics pending - 0"));
+    db.execute(&[Statement::new(
+        "UPDATE grants SET boomstream_confirmed_at = 1900 WHERE user_id = 1",
+    )])
+    .expect("confirmed");
+    run(&mut db, &opts, &mut services.channels());
+    assert_eq!(services.telegram.sent_to(501).len(), 1);
+}
+
+#[test]
 fn without_smtp_e_mail_only_students_wait_and_the_summary_says_why() {
     let services = Services::start();
     let mut db = seeded();
@@ -442,6 +536,44 @@ fn a_send_that_may_have_arrived_is_never_repeated() {
 }
 
 #[test]
+fn an_outage_mid_run_costs_two_uncertain_sends_and_the_rest_wait() {
+    let services = Services::start();
+    let mut db = seeded();
+    {
+        // Telegram stops answering in time for everyone (Carol unblocked it).
+        let mut state = services.telegram.state();
+        state.blocked.clear();
+        for chat in [501, 503, 504] {
+            state.slow.insert(chat, Duration::from_secs(2));
+        }
+    }
+    let texts = texts();
+    let summary = run(
+        &mut db,
+        &options(&texts),
+        &mut services.channels_with(Duration::from_millis(300)),
+    );
+    assert_eq!(summary.uncertain, 2, "{summary:?}");
+    assert!(
+        summary
+            .notes
+            .iter()
+            .any(|n| n.contains("2 sends in a row ended without an answer")),
+        "{summary:?}"
+    );
+    // Alice and Carol may have been told; Dan (Telegram only) was not tried: he waits
+    // for the next run, which tells him.
+    let rows = outbox(&mut db);
+    assert!(rows.contains("1 basics uncertain - 1"), "{rows}");
+    assert!(rows.contains("3 basics uncertain - 1"), "{rows}");
+    assert!(rows.contains("4 basics pending - 0"), "{rows}");
+    assert!(rows.contains("2 basics sent email 1"), "{rows}");
+    services.telegram.state().slow.clear();
+    run(&mut db, &options(&texts), &mut services.channels());
+    assert!(outbox(&mut db).contains("4 basics sent telegram 1"));
+}
+
+#[test]
 fn old_news_expires_and_a_dead_run_s_claim_is_closed_as_uncertain() {
     let services = Services::start();
     let mut db = seeded();
@@ -511,6 +643,7 @@ fn the_wrong_bot_token_or_smtp_password_stops_that_channel_for_the_run() {
             TelegramChannel::new("999:wrong", Some(&services.telegram.url)).expect("telegram"),
         ),
         mail: Some(right),
+        mail_unusable: None,
     };
     let summary = run(&mut db, &options(&texts), &mut channels);
     // The first 401 stops Telegram; everyone with an address gets an e-mail instead;

@@ -3,6 +3,8 @@
 
 /// A stateful Boomstream stand-in that keeps buyers as the real service does.
 pub(crate) mod boomstream;
+/// The generator binary with a clean environment.
+pub(crate) mod cli;
 /// The real local D1 through wrangler, migrated, in a temporary folder.
 pub(crate) mod local_d1;
 /// Reading requests the way the real services read them.

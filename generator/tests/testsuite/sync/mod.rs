@@ -7,10 +7,10 @@
 //! 8001 and 8002 only (score 2), Carol (100003) nothing; the teacher (100000) is left out.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use crate::support::local_d1::{migrated_local_d1, persist_dir, repo_root};
+use crate::support::local_d1::{migrated_local_d1, persist_dir};
 use crate::support::stepik::{CLIENT_SECRET, Mock, Reply, Setup, fixture};
 use course_core::site::{CourseStructure, SubscriptionKind};
 use d1::sqlite::SqliteD1;
@@ -664,26 +664,12 @@ fn the_real_local_d1_takes_a_run_and_a_rerun_writes_nothing() {
     assert_eq!(tables(&mut db), after_fixture_run(GRANTS, "ok ok"));
 }
 
-/// Runs the generator binary from the repository root, without Stepik or Cloudflare
-/// settings from the environment.
+/// Runs the generator binary from the repository root, without the developer's
+/// service settings.
 fn generator(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_generator"));
-    command.current_dir(repo_root()).args(args);
-    for name in [
-        "STEPIK_CLIENT_ID",
-        "STEPIK_CLIENT_SECRET",
-        "STEPIK_COURSE_ID",
-        "STEPIK_API_URL",
-        "CLOUDFLARE_ACCOUNT_ID",
-        "CLOUDFLARE_API_TOKEN",
-        "CLOUDFLARE_D1_DATABASE_ID",
-        "CLOUDFLARE_API_BASE_URL",
-        "BOOMSTREAM_API_KEY",
-        "BOOMSTREAM_API_URL",
-    ] {
-        command.env_remove(name);
-    }
-    command.output().expect("running the generator binary")
+    crate::support::cli::generator(args)
+        .output()
+        .expect("running the generator binary")
 }
 
 fn path_arg(path: &Path) -> &str {
